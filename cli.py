@@ -1,0 +1,39 @@
+"""The ``parlmt`` command line. Each stage's subcommands live beside that stage's code.
+
+Command modules expose ``register(subparsers)``; they import heavy libraries only inside
+the functions they run, so ``parlmt --help`` stays fast.
+"""
+
+import argparse
+import logging
+import sys
+
+from parlmt.envs import cli as envs_cli
+from parlmt.models import cli as models_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parlmt", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    models_cli.register(subparsers)
+    envs_cli.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""``parlmt envs``: list task sources and show a task (turns, state, tool docs, ground truth)."""
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("envs", help="list and show environment tasks")
+    parser.set_defaults(func=lambda args: parser.print_help())
+    commands = parser.add_subparsers(dest="envs_command", metavar="SUBCOMMAND")
+
+    list_parser = commands.add_parser(
+        "list", help="task sources with counts and split sizes; with a filter, the matching task ids"
+    )
+    list_parser.add_argument("--category", help="a source: base, bfcl:miss_func, py:todo, a task file ...")
+    list_parser.add_argument("--split", choices=("train", "dev", "test"), help="only tasks of this split")
+    list_parser.set_defaults(func=list_tasks)
+
+    show_parser = commands.add_parser("show", help="one task: turns, initial state, tool docs, ground truth")
+    show_parser.add_argument("task_id", help="bfcl:base:0, multi_turn_base_0, py:todo:1 ...")
+    show_parser.add_argument("--width", type=int, default=100, help="cut long values to this many characters")
+    show_parser.set_defaults(func=show_task)
+
+
+def list_tasks(args: argparse.Namespace) -> int:
+    from parlmt.envs.registry import load_tasks, sources
+    from parlmt.envs.splits import SPLITS
+
+    if args.category is None and args.split is None:
+        print(f"{'source':<18}{'tasks':>7}" + "".join(f"{s:>7}" for s in SPLITS))
+        for source in sources():
+            tasks = load_tasks(source)
+            counts = [sum(t.meta["split"] == s for t in tasks) for s in SPLITS]
+            print(f"{source:<18}{len(tasks):>7}" + "".join(f"{c:>7}" for c in counts))
+        return 0
+    chosen = [args.category] if args.category else [s for s in sources() if s.startswith("bfcl:")]
+    for source in chosen:
+        for task in load_tasks(source, split=args.split):
+            classes = ",".join(task.meta["classes"])
+            print(f"{task.id:<24} {task.meta['split']:<6} turns={len(task.turns):<2} {classes}")
+    return 0
+
+
+def show_task(args: argparse.Namespace) -> int:
+    from parlmt.envs.registry import load_task
+    from parlmt.envs.tooldocs import render_tool_docs
+
+    task = load_task(args.task_id)
+    meta = task.meta
+    official = f"  ({meta['official_id']})" if "official_id" in meta else ""
+    print(f"{task.id}{official}  split: {meta['split']}  classes: {', '.join(meta['classes'])}")
+    if meta.get("long_context"):
+        print("long context: the backends pad their state and outputs, as BFCL does")
+
+    print("\nInitial state")
+    for name, state in task.initial_state.items():
+        print(f"  {name}:")
+        for key, value in (state.items() if isinstance(state, dict) else [("", state)]):
+            print(f"    {key}: {_cut(repr(value), args.width)}")
+
+    print("\nTurns (user message, then ground truth)")
+    for turn, message in enumerate(task.turns):
+        revealed = [schema["name"] for schema in task.revealed_tools.get(turn, ())]
+        note = f"  [reveals: {', '.join(revealed)}]" if revealed else ""
+        print(f"  [{turn}] user: {message}{note}")
+        if task.ground_truth is not None:
+            calls = task.ground_truth[turn]
+            print("      truth: " + ("; ".join(calls) if calls else "(none: the request cannot be completed)"))
+
+    print(f"\nTools at turn 0 ({len(task.tools)}, compact docs)")
+    print(render_tool_docs(task.tools))
+    if task.revealed_tools:
+        hidden = [schema for turn in sorted(task.revealed_tools) for schema in task.revealed_tools[turn]]
+        print(f"\nTools revealed later ({len(hidden)})")
+        print(render_tool_docs(hidden))
+    return 0
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -1,0 +1,208 @@
+"""Run a transformers causal LM in-process as a DSPy language model.
+
+``TransformersLM`` is a ``dspy.BaseLM`` backed by a DSPy 3.4 engine (``complete(Request)
+-> Response``), so DSPy's adapters, history, usage tracking, callbacks and MLflow
+autolog treat it like any hosted model. Each response carries token usage, per-token
+logprobs and, in ``provider_data``, the exact prompt and completion token ids; the RL
+stage trains on those ids directly (no re-tokenization drift). With
+``record_samples=True`` every generation is also appended to ``lm.samples``.
+
+Responses are never cached: the weights behind this LM change during training.
+"""
+
+import asyncio
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import dspy
+import torch
+from dspy.lm15 import Message, Response, TextPart, Usage
+from dspy.lm15 import TokenLogprob as LM15TokenLogprob
+
+from parlmt.models.loading import ModelConfig, load_model
+
+
+@dataclass
+class Sample:
+    """One generation: what the RL stage needs to score and train on a module call."""
+
+    messages: list[dict]
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finish_reason: str
+    tags: dict = field(default_factory=dict)
+
+
+def request_to_chat(request) -> tuple[list[dict], list[dict] | None]:
+    """Convert a DSPy/lm15 ``Request`` into chat-template messages and OpenAI-style tools."""
+    messages = []
+    if request.system is not None:
+        system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
+        messages.append({"role": "system", "content": system})
+    for message in request.messages:
+        role = "user" if message.role == "developer" else message.role
+        messages.append({"role": role, "content": message.text or ""})
+    tools = [
+        {"type": "function", "function": {"name": t.name, "description": t.description or "",
+                                          "parameters": t.parameters}}
+        for t in request.tools
+        if getattr(t, "type", None) == "function"
+    ]
+    return messages, tools or None
+
+
+class TransformersEngine:
+    """The DSPy engine: one chat request in, one generated response out."""
+
+    def __init__(self, lm: "TransformersLM"):
+        self.lm = lm
+
+    def complete(self, request) -> Response:
+        messages, tools = request_to_chat(request)
+        config = request.config
+        sample = self.lm.generate(
+            messages,
+            tools=tools,
+            temperature=config.temperature if config.temperature is not None else 0.0,
+            max_tokens=config.max_tokens,
+            top_p=config.top_p,
+            top_k=config.top_k,
+            stop=config.stop,
+        )
+        tokenizer = self.lm.tokenizer
+        return Response(
+            id=f"parlmt-{uuid.uuid4().hex[:12]}",
+            model=self.lm.model,
+            message=Message.assistant([TextPart(sample.text)]),
+            finish_reason=sample.finish_reason,
+            usage=Usage(input_tokens=len(sample.prompt_ids), output_tokens=len(sample.completion_ids)),
+            logprobs=tuple(
+                LM15TokenLogprob(token=tokenizer.decode([tid]), logprob=lp, token_id=tid)
+                for tid, lp in zip(sample.completion_ids, sample.logprobs, strict=True)
+            ),
+            provider_data={"prompt_ids": sample.prompt_ids, "completion_ids": sample.completion_ids},
+        )
+
+    def stream(self, request):
+        from dspy.lm15 import response_to_events
+
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        pass
+
+
+class AsyncTransformersEngine:
+    """Async face of the same engine; generation runs in a worker thread."""
+
+    def __init__(self, sync: TransformersEngine):
+        self.sync = sync
+
+    async def complete(self, request) -> Response:
+        return await asyncio.to_thread(self.sync.complete, request)
+
+    async def stream(self, request):
+        for event in self.sync.stream(request):
+            yield event
+
+    async def aclose(self) -> None:
+        pass
+
+
+class TransformersLM(dspy.BaseLM):
+    """A transformers model (optionally with a PEFT adapter) as an in-process DSPy LM.
+
+    Args:
+        config: which model to load (``ModelConfig``); ignored when ``model`` is given.
+        model, tokenizer: an already loaded model and tokenizer (e.g. the policy being trained).
+        temperature: default sampling temperature; 0 is greedy and deterministic.
+        max_tokens: default cap on generated tokens.
+        record_samples: append every generation to ``self.samples``.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        *,
+        model=None,
+        tokenizer=None,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        record_samples: bool = False,
+        name: str | None = None,
+    ):
+        config = config or ModelConfig()
+        if model is None:
+            model, tokenizer = load_model(config)
+        elif tokenizer is None:
+            raise ValueError("pass the tokenizer together with the model")
+        super().__init__(name or f"local/{config.model}", "chat", temperature, max_tokens, cache=False)
+        self.hf_model, self.tokenizer = model, tokenizer
+        self.record_samples = record_samples
+        self.samples: list[Sample] = []
+        self._lock = threading.Lock()
+        self._engine_spec = TransformersEngine(self)
+        self._async_engine_spec = AsyncTransformersEngine(self._engine_spec)
+        self._cache_responses = False
+
+    def generate(
+        self,
+        messages: list[dict],
+        *,
+        tools: list[dict] | None = None,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        stop: tuple[str, ...] = (),
+    ) -> Sample:
+        """Render ``messages`` (and ``tools``) with the chat template and generate one completion."""
+        tokenizer, model = self.tokenizer, self.hf_model
+        prompt_ids = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=True,
+                                                   return_dict=True)["input_ids"]
+        max_tokens = max_tokens or self.kwargs.get("max_tokens") or 512
+        sampling = temperature > 0
+        options = {"do_sample": sampling, "max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id,
+                   "return_dict_in_generate": True, "output_logits": True}
+        if sampling:
+            options |= {"temperature": temperature, "top_p": top_p or 1.0, "top_k": top_k or 0}
+        else:
+            # Neutralise sampling knobs a model's generation_config may carry, so greedy stays greedy.
+            options |= {"temperature": None, "top_p": None, "top_k": None}
+        if stop:
+            options |= {"stop_strings": list(stop), "tokenizer": tokenizer}
+        input_ids = torch.tensor([prompt_ids], device=model.device)
+        with self._lock, torch.no_grad():
+            out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **options)
+        completion = out.sequences[0, len(prompt_ids):]
+        logits = torch.stack(out.logits, dim=1)[0].float()
+        if sampling:
+            logits = logits / temperature
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, completion[:, None])[:, 0]
+        completion_ids = completion.tolist()
+        ended = bool(completion_ids) and completion_ids[-1] in _eos_ids(model, tokenizer)
+        sample = Sample(
+            messages=messages,
+            prompt_ids=list(prompt_ids),
+            completion_ids=completion_ids,
+            logprobs=logprobs.tolist(),
+            text=tokenizer.decode(completion_ids, skip_special_tokens=True),
+            finish_reason="stop" if ended or len(completion_ids) < max_tokens else "length",
+        )
+        if self.record_samples:
+            self.samples.append(sample)
+        return sample
+
+    def dump_state(self) -> dict:
+        # The weights are not part of a saved DSPy program; record only what identifies them.
+        return {"model": self.model, "temperature": self.kwargs.get("temperature"),
+                "max_tokens": self.kwargs.get("max_tokens")}
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+    return ids | {tokenizer.eos_token_id}

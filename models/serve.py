@@ -1,0 +1,134 @@
+"""The fast inference path: llama.cpp's OpenAI-compatible server for a GGUF model.
+
+``LlamaServer`` starts ``python -m llama_cpp.server`` on 127.0.0.1 in a child process,
+waits until it answers, and stops it cleanly (SIGTERM, then SIGKILL). Point litellm or
+``dspy.LM(server.litellm_model, api_base=server.api_base, api_key="local")`` at it; the
+optional extra ``parl-mt[serve]`` provides ``llama-cpp-python[server]``.
+"""
+
+import importlib.util
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from parlmt.models.embedded import EMBEDDED_MODELS, assemble
+
+log = logging.getLogger(__name__)
+
+
+class ServerError(RuntimeError):
+    """The llama.cpp server is not installed, did not start, or died."""
+
+
+def gguf_path(spec: str) -> Path:
+    """An embedded model name (``embedded:student``) or a path to a .gguf file."""
+    name = spec.removeprefix("embedded:")
+    if name in EMBEDDED_MODELS:
+        return assemble(name)
+    path = Path(spec).expanduser()
+    if path.suffix != ".gguf" or not path.is_file():
+        raise FileNotFoundError(f"{spec!r} is neither an embedded model nor an existing .gguf file")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LlamaServer:
+    """A llama.cpp server for one GGUF model, as a context manager.
+
+    Args:
+        model: ``embedded:student``, ``embedded:teacher`` or a .gguf path.
+        port: TCP port on 127.0.0.1 (a free one by default).
+        n_ctx: context window in tokens.
+        n_threads: CPU threads (default: all cores).
+        startup_timeout: seconds to wait for the server to answer.
+    """
+
+    def __init__(
+        self,
+        model: str = "embedded:student",
+        port: int | None = None,
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+        startup_timeout: float = 120.0,
+    ):
+        self.gguf = gguf_path(model)
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ServerError(
+                "llama.cpp server is not installed. Install the optional extra: "
+                "pip install 'parl-mt[serve]' (builds llama-cpp-python from source, ~7 min on 2 cores)"
+            )
+        self.alias = self.gguf.stem
+        self.port = port or free_port()
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def litellm_model(self) -> str:
+        """The model string for litellm / ``dspy.LM`` (with ``api_base=self.api_base``)."""
+        return f"openai/{self.alias}"
+
+    def start(self) -> "LlamaServer":
+        command = [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--model_alias", self.alias,
+            "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(self.n_threads),
+        ]
+        log.info("starting llama.cpp server on %s (log: %s)", self.api_base, self._log.name)
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"llama.cpp server exited with code {self.process.returncode}: {self.log_tail()}")
+            if self.ready():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise ServerError(f"llama.cpp server did not answer within {self.startup_timeout:.0f} s: {self.log_tail()}")
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_base}/models", timeout=2) as response:
+                return self.alias in {m["id"] for m in json.load(response)["data"]}
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        log.info("llama.cpp server stopped")
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> "LlamaServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
