@@ -39,8 +39,13 @@ bench: setup
 teacher: setup
 	$(BIN)/pip install -q -c constraints.txt -e ".[teacher]"
 
+# llama.cpp's AMX kernels segfault on the first inference on Sapphire/Granite Rapids CPUs
+# (ggml-org/llama.cpp#20824): on CPUs with AMX, build for AVX-512 without it.
+LLAMA_CMAKE_ARGS := $(if $(shell grep -m1 -o amx_tile /proc/cpuinfo 2>/dev/null),-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=ON -DGGML_AVX512_BF16=ON -DGGML_AVX512_VNNI=ON,)
+
 serve-extra: setup
-	$(BIN)/pip install -q -c constraints.txt -e ".[serve]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q --no-binary llama-cpp-python -c constraints.txt -e ".[serve]"
 
 # Refresh the pins after changing dependencies (torch is pinned above, not here).
 lock:

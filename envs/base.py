@@ -169,7 +169,13 @@ class ToolEnv:
                 if not attr.startswith("_") and getattr(actual, attr, _MISSING) != value
             ]
             if differing:
-                return STATE_MISMATCH, f"{name} state differs from the ground truth in: {', '.join(differing)}"
+                first = differing[0]
+                shown = f"{first}={truncate(repr(getattr(actual, first, None)), 120)}, expected "
+                shown += truncate(repr(getattr(expected, first)), 120)
+                return (
+                    STATE_MISMATCH,
+                    f"{name} state differs from the ground truth in: {', '.join(differing)} ({shown})",
+                )
         return None
 
     def _check_responses(self, results: list[str], expected: list[str], turn: int) -> tuple[str, str] | None:
@@ -217,6 +223,8 @@ class ToolEnv:
     @property
     def done(self) -> bool:
         """True after the last turn was closed, or after the step limit ended the episode."""
+        if self.task is None:
+            raise RuntimeError("no episode: call reset(task) first")
         return self._terminated or self._turn >= len(self.task.turns)
 
     @property

@@ -186,12 +186,19 @@ class BFCLEnv(ToolEnv):
 
 
 def official_check(task: Task, calls: list[list[list[str]]]) -> dict:
-    """BFCL's ``multi_turn_checker`` on ``calls`` (per turn, per step, call texts).
+    """BFCL's ``multi_turn_checker`` verdict on ``calls`` (per turn, per step, call texts), safe
+    to use from threads: backend code that writes module globals is serialised and undone.
 
-    Run isolated: a fresh model name keys the backend instances the checker caches in its
-    module globals, and those are deleted afterwards. The checker ``eval()``s the call texts, so
-    pass only canonical calls from the parser (or BFCL's own ground truth).
+    The checker ``eval()``s the call texts: pass only canonical calls from the parser (or BFCL's
+    own ground truth).
     """
+    with _module_globals_guard():
+        return run_official_checker(task, calls)
+
+
+def run_official_checker(task: Task, calls: list[list[list[str]]]) -> dict:
+    """``multi_turn_checker`` called as BFCL's runner calls it, under a fresh model name: the
+    backend instances it caches in its module globals under that name are deleted afterwards."""
     bfcl = _bfcl()
     model_name = f"parlmt_{uuid.uuid4().hex}"
     entry = {
@@ -200,14 +207,12 @@ def official_check(task: Task, calls: list[list[list[str]]]) -> dict:
         "involved_classes": list(task.meta["classes"]),
     }
     truth = [list(turn) for turn in task.ground_truth]
-    category = f"multi_turn_{task.meta['category']}"
-    with _module_globals_guard():
-        try:
-            return bfcl.checker.multi_turn_checker(calls, truth, entry, category, model_name)
-        finally:
-            cache = vars(bfcl.executor)
-            for key in [key for key in cache if key.startswith(model_name)]:
-                del cache[key]
+    try:
+        return bfcl.checker.multi_turn_checker(calls, truth, entry, f"multi_turn_{task.meta['category']}", model_name)
+    finally:
+        cache = vars(bfcl.executor)
+        for key in [key for key in cache if key.startswith(model_name)]:
+            del cache[key]
 
 
 @contextlib.contextmanager

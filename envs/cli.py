@@ -1,6 +1,7 @@
 """``parlmt envs``: list task sources and show a task (turns, state, tool docs, ground truth)."""
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,10 +42,15 @@ def list_tasks(args: argparse.Namespace) -> int:
 
 
 def show_task(args: argparse.Namespace) -> int:
-    from parlmt.envs.registry import load_task
+    from parlmt.envs.registry import load_task, make_env
     from parlmt.envs.tooldocs import render_tool_docs
 
-    task = load_task(args.task_id)
+    try:
+        task = load_task(args.task_id)
+    except ValueError as e:
+        print(f"parlmt envs show: {e}", file=sys.stderr)
+        return 2
+    env = make_env(task)
     meta = task.meta
     official = f"  ({meta['official_id']})" if "official_id" in meta else ""
     print(f"{task.id}{official}  split: {meta['split']}  classes: {', '.join(meta['classes'])}")
@@ -54,7 +60,7 @@ def show_task(args: argparse.Namespace) -> int:
     print("\nInitial state")
     for name, state in task.initial_state.items():
         print(f"  {name}:")
-        for key, value in (state.items() if isinstance(state, dict) else [("", state)]):
+        for key, value in state.items() if isinstance(state, dict) else [("", state)]:
             print(f"    {key}: {_cut(repr(value), args.width)}")
 
     print("\nTurns (user message, then ground truth)")
@@ -63,7 +69,7 @@ def show_task(args: argparse.Namespace) -> int:
         note = f"  [reveals: {', '.join(revealed)}]" if revealed else ""
         print(f"  [{turn}] user: {message}{note}")
         if task.ground_truth is not None:
-            calls = task.ground_truth[turn]
+            calls = [call.canonical() for call in env.ground_truth(turn)]
             print("      truth: " + ("; ".join(calls) if calls else "(none: the request cannot be completed)"))
 
     print(f"\nTools at turn 0 ({len(task.tools)}, compact docs)")

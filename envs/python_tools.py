@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from parlmt.envs.base import Task, ToolEnv
-from parlmt.envs.calls import CallError, bind_call, parse_calls
+from parlmt.envs.calls import CallError, bind_call, check_literal, parse_calls
 from parlmt.envs.splits import split_of
 from parlmt.envs.tooldocs import BLURB_MARKER
 
@@ -64,7 +64,10 @@ def tool_schemas(cls: type) -> list[dict]:
         summary, arg_docs = _parse_docstring(inspect.getdoc(function) or "")
         hints = typing.get_type_hints(function)
         properties, required = {}, []
-        for parameter in list(inspect.signature(function).parameters.values())[1:]:  # skip self
+        parameters = list(inspect.signature(function).parameters.values())
+        if not isinstance(inspect.getattr_static(cls, name), staticmethod):
+            parameters = parameters[1:]  # self
+        for parameter in parameters:
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
                 raise TypeError(f"{cls.__name__}.{name}: *args/**kwargs cannot be described as tool parameters")
             if parameter.name not in hints:
@@ -73,7 +76,7 @@ def tool_schemas(cls: type) -> list[dict]:
             spec["description"] = arg_docs.get(parameter.name, "")
             if parameter.default is parameter.empty:
                 required.append(parameter.name)
-            else:
+            elif _is_literal(parameter.default):  # other defaults stay out of the (JSON) schema
                 spec["default"] = parameter.default
             properties[parameter.name] = spec
         description = f"{blurb} {BLURB_MARKER} {summary}" if blurb else summary
@@ -131,7 +134,7 @@ def make_tasks(cls: type, specs: list[dict], source: str) -> list[Task]:
             raise TaskFileError(f"{where}: 'initial_state' must be a mapping")
         try:
             new_instance(cls, state)
-        except ValueError as e:
+        except (TypeError, ValueError) as e:  # TypeError: the class needs constructor arguments
             raise TaskFileError(f"{where}: initial_state: {e}") from None
         for turn, calls in enumerate(truth):
             if not isinstance(calls, list) or not all(isinstance(c, str) for c in calls):
@@ -248,6 +251,14 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
             elif current:
                 args[current] += " " + stripped
     return " ".join(" ".join(summary).split()), {k: " ".join(v.split()) for k, v in args.items()}
+
+
+def _is_literal(value: Any) -> bool:
+    try:
+        check_literal(value)
+    except CallError:
+        return False
+    return True
 
 
 def _paragraphs(text: str) -> list[str]:

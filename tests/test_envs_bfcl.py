@@ -1,16 +1,21 @@
 """BFCL multi-turn through the environment, against the real data and the real official checker."""
 
+import copy
 import random
-import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from parlmt.envs import CATEGORIES, BFCLEnv, Call, load_task, load_tasks, make_env, parse_calls
 from parlmt.envs.base import EMPTY_TURN, FORCE_TERMINATED, RESPONSE_MISMATCH, STATE_MISMATCH
-from parlmt.envs.bfcl import _bfcl, official_system_prompt, official_tool_docs
-
-_direct_lock = threading.Lock()
+from parlmt.envs.bfcl import (
+    _bfcl,
+    _module_globals_guard,
+    official_system_prompt,
+    official_tool_docs,
+    run_official_checker,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +34,9 @@ def play(task, turns: list[list[str]]) -> BFCLEnv:
 
 
 def official_direct(task, turns: list[list[str]]) -> dict:
-    """bfcl-eval's multi_turn_checker called directly on the same call lists (own model name)."""
-    bfcl = _bfcl()
-    entry = {"id": task.meta["official_id"], "initial_config": task.initial_state,
-             "involved_classes": list(task.meta["classes"])}
-    model = f"direct_test_{random.getrandbits(64):x}"
-    decoded = [[calls] if calls else [] for calls in turns]
-    with _direct_lock:
-        try:
-            return bfcl.checker.multi_turn_checker(
-                decoded, [list(t) for t in task.ground_truth], entry, task.meta["category"], model
-            )
-        finally:
-            for key in [k for k in vars(bfcl.executor) if k.startswith(model)]:
-                del vars(bfcl.executor)[key]
+    """bfcl-eval's multi_turn_checker on the same call lists (one step per turn)."""
+    with _module_globals_guard():  # the official MathAPI leaks mpmath/decimal precision otherwise
+        return run_official_checker(task, [[calls] if calls else [] for calls in turns])
 
 
 def perturbations(task, rng: random.Random) -> list[list[list[str]]]:
@@ -92,7 +86,9 @@ def test_dataset_shape(bfcl_tasks):
         assert len(tasks) == 200
         assert [t.id for t in tasks[:2]] == [f"bfcl:{category}:0", f"bfcl:{category}:1"]
         assert {s: sum(t.meta["split"] == s for t in tasks) for s in ("train", "dev", "test")} == {
-            "train": 120, "dev": 20, "test": 60,
+            "train": 120,
+            "dev": 20,
+            "test": 60,
         }
     assert load_task("multi_turn_long_context_7") is load_task("bfcl:long_context:7")
 
@@ -128,15 +124,20 @@ def test_accuracy_equals_official_checker_on_same_call_lists(bfcl_tasks):
 def test_perturbed_trajectories_fail_with_the_expected_reason():
     task = load_task("bfcl:base:0")
     truth = [list(t) for t in task.ground_truth]
-    assert truth[0] == ["cd(folder='document')", "mkdir(dir_name='temp')", "mv(source='final_report.pdf', destination='temp')"]
+    assert truth[0] == [
+        "cd(folder='document')",
+        "mkdir(dir_name='temp')",
+        "mv(source='final_report.pdf', destination='temp')",
+    ]
 
     empty_first = play(task, [[], *truth[1:]])
     assert empty_first.score_turn(0).error_type == EMPTY_TURN
     assert empty_first.score_episode().error_type == EMPTY_TURN
     assert "empty for turn 0" in empty_first.score_episode().reason
 
-    wrong_dir = play(task, [[truth[0][0], "mkdir(dir_name='tmp')", "mv(source='final_report.pdf', destination='tmp')"],
-                            *truth[1:]])
+    wrong_dir = play(
+        task, [[truth[0][0], "mkdir(dir_name='tmp')", "mv(source='final_report.pdf', destination='tmp')"], *truth[1:]]
+    )
     turn0 = wrong_dir.score_turn(0)
     assert (turn0.passed, turn0.error_type) == (False, STATE_MISMATCH) and "GorillaFileSystem" in turn0.reason
     assert wrong_dir.score_episode().error_type == STATE_MISMATCH
@@ -167,6 +168,7 @@ def test_turn_by_turn_scores_and_unplayed_turns():
 
 def test_interleaved_episodes_of_one_entry_do_not_see_each_other():
     task = load_task("bfcl:base:0")
+    initial = copy.deepcopy(task.initial_state)
     first, second = BFCLEnv(task), BFCLEnv(task)
     first.step("[cd(folder='document'), mkdir(dir_name='temp')]")
     assert "temp" in first.step("ls()")[0]
@@ -181,6 +183,7 @@ def test_interleaved_episodes_of_one_entry_do_not_see_each_other():
     assert not second.score_episode().passed
     assert "temp" in first.step("ls()")[0]
     assert not [k for k in vars(_bfcl().executor) if k.startswith("parlmt_")]  # no cached instances left
+    assert task.initial_state == initial  # the task's own data is never touched
 
 
 def test_episodes_in_threads_match_sequential_runs(bfcl_tasks):
@@ -244,14 +247,22 @@ def test_bad_calls_become_observations_never_exceptions():
         result = env.trajectory[-1].results[0]
         assert result.error == error, text
         assert observations[0].startswith("Error"), text
+    assert not Path("/tmp/parlmt_pwned").exists()
     ok = env.step("[square_root(number=2, precision=40), mean(numbers=[1, 2])]")
-    assert ok[0].endswith("...[truncated 23 characters]") and len(ok[0]) == 60 + len("...[truncated 23 characters]")
+    marker = "...[truncated 4 characters]"
+    assert ok[0].startswith("{'result': Decimal('1.41421") and ok[0].endswith(marker)
+    assert len(ok[0]) == 60 + len(marker)
     assert ok[1] == '{"result": 1.5}'
     import decimal
 
     import mpmath
 
     assert decimal.getcontext().prec == 28 and mpmath.mp.dps == 15  # backend precision did not leak
+
+
+def test_an_env_without_an_episode_says_so():
+    with pytest.raises(RuntimeError, match="call reset"):
+        BFCLEnv().step("ls()")
 
 
 def test_step_limit_force_terminates_like_bfcl():

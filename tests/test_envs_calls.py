@@ -1,6 +1,7 @@
-"""The safe call parser, argument binding and canonical text (no BFCL data needed)."""
+"""The safe call parser, argument binding and canonical text, with property-based fuzzing."""
 
 import builtins
+import keyword
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -52,7 +53,7 @@ def test_parse_several_calls_positional_and_empty():
     assert calls[3].kwargs == {"x": (1,), "y": {"k": None}}
     assert parse_calls("cd('a'), cd('b')") == [Call("cd", args=("a",)), Call("cd", args=("b",))]
     assert parse_calls("") == parse_calls("[]") == parse_calls("```\n```") == []
-    two_tags = "<tool_call>{\"name\": \"a\"}</tool_call>\n<tool_call>{\"name\": \"b\"}</tool_call>"
+    two_tags = '<tool_call>{"name": "a"}</tool_call>\n<tool_call>{"name": "b"}</tool_call>'
     assert [c.name for c in parse_calls(two_tags)] == ["a", "b"]
 
 
@@ -104,7 +105,7 @@ def test_parse_refuses_bad_text_with_a_clear_message(text, message):
 
 
 def test_canonical_text_round_trips_and_is_python():
-    call = Call("f", {"s": "it's \"q\"\n", "n": -3, "x": 2.5, "b": True, "z": None, "l": [1, (2,)], "d": {"k": [1e999]}})
+    call = Call("f", {"s": 'it\'s "q"\n', "n": -3, "x": 2.5, "b": True, "z": None, "l": [1, (2,)], "d": {"k": [1e999]}})
     text = call.canonical()
     assert text.startswith("f(s=") and "d={'k': [1e999]}" in text
     assert parse_calls(text) == [call]
@@ -155,17 +156,49 @@ def test_bind_accepts_union_types():
 
 _literals = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.lists(inner, max_size=3).map(tuple)
-    | st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=3)
+    ),
     max_leaves=10,
 )
-_names = st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True).filter(lambda n: n not in ("lambda", "if", "in"))
+_names = st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True).filter(lambda n: not keyword.iskeyword(n))
 _calls = st.builds(Call, _names, st.dictionaries(_names, _literals, max_size=4))
 _call_like_text = st.lists(
     st.sampled_from(
-        ["cd(", "ls(", ")", "(", "[", "]", ",", "=", "'", '"', "a", "folder", "1", "-", ".", "{", "}", ":",
-         "__import__", "lambda", "f'", "\\", " ", "\n", "<tool_call>", "```", "True", "None", "*", "os.system"]
+        [
+            "cd(",
+            "ls(",
+            ")",
+            "(",
+            "[",
+            "]",
+            ",",
+            "=",
+            "'",
+            '"',
+            "a",
+            "folder",
+            "1",
+            "-",
+            ".",
+            "{",
+            "}",
+            ":",
+            "__import__",
+            "lambda",
+            "f'",
+            "\\",
+            " ",
+            "\n",
+            "<tool_call>",
+            "```",
+            "True",
+            "None",
+            "*",
+            "os.system",
+        ]
     ),
     max_size=30,
 ).map("".join)
@@ -188,13 +221,14 @@ def test_fuzz_parser_only_returns_calls_or_raises_call_error(text):
         assert all(isinstance(c, Call) and isinstance(c.kwargs, dict) for c in calls)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize("task_id", ["py:todo:1", "bfcl:base:0"])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.text(max_size=200), _call_like_text, _calls.map(lambda c: f"[{c.canonical()}]")))
-def test_fuzz_env_step_never_raises_nor_evaluates(monkeypatch, text):
+def test_fuzz_env_step_never_raises_nor_evaluates(monkeypatch, task_id, text):
     def forbidden(*args, **kwargs):
         raise AssertionError("eval/exec must never run on model text")
 
-    env = make_env("py:todo:1")
+    env = make_env(task_id)
     monkeypatch.setattr(builtins, "eval", forbidden)
     monkeypatch.setattr(builtins, "exec", forbidden)
     observations = env.step(text)

@@ -7,6 +7,7 @@ import importlib.util
 import dspy
 import pytest
 import torch
+from dspy.lm15 import FunctionTool, Message, Request
 
 from parlmt.cli import main
 from parlmt.models import EMBEDDED_MODELS, ModelConfig, ModelPartsError, TransformersLM, assemble, load_model
@@ -145,9 +146,12 @@ def test_student_answers_a_dspy_predict(student):
 def test_student_calls_a_tool_through_the_dspy_adapter(student):
     model, tokenizer = student
     lm = TransformersLM(model=model, tokenizer=tokenizer, max_tokens=48)
-    outputs = lm(messages=[{"role": "user", "content": "What's the weather in Paris?"}], tools=[WEATHER_TOOL])
-    assert "get_weather" in outputs[0] and "Paris" in outputs[0]
-    assert lm.history[-1]["usage"]["completion_tokens"] > 5
+    spec = WEATHER_TOOL["function"]
+    request = Request(model=lm.model, messages=[Message.user("What's the weather in Paris?")],
+                      tools=[FunctionTool(spec["name"], spec["description"], spec["parameters"])])
+    response = lm(request)
+    assert "get_weather" in response.text and "Paris" in response.text
+    assert response.usage.output_tokens == len(response.provider_data["completion_ids"]) > 5
 
 
 def test_student_lora_forward_backward_touches_only_adapter_weights():
@@ -177,7 +181,7 @@ def test_llama_server_serves_the_student_or_says_how_to_install():
     with LlamaServer("embedded:student", n_ctx=2048) as server:
         lm = dspy.LM(server.litellm_model, api_base=server.api_base, api_key="local", max_tokens=16,
                      temperature=0.0, cache=False)
-        answer = lm(messages=[{"role": "user", "content": "What is the capital of France? One word."}])[0]
+        answer = lm("What is the capital of France? Answer in one word.")[0]
         assert "Paris" in answer
         process = server.process
     assert process.poll() is not None

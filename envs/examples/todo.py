@@ -4,7 +4,8 @@ from typing import Literal
 
 
 class TodoList:
-    """A personal to-do list: items have an id, a title, a priority (1 urgent, 2 normal, 3 someday), tags and a done flag."""
+    """A personal to-do list: items have an id, a title, a priority (1 urgent, 2 normal,
+    3 someday), tags and a done flag."""
 
     def __init__(self) -> None:
         self.items: list[dict] = []
@@ -31,9 +32,7 @@ class TodoList:
             tag: Only list items with this tag.
         """
         items = [
-            item
-            for item in self.items
-            if (include_done or not item["done"]) and (tag is None or tag in item["tags"])
+            item for item in self.items if (include_done or not item["done"]) and (tag is None or tag in item["tags"])
         ]
         return {"items": sorted(items, key=lambda item: (item["priority"], item["id"]))}
 
