@@ -10,6 +10,8 @@ import sys
 
 from parlmt.envs import cli as envs_cli
 from parlmt.models import cli as models_cli
+from parlmt.optimize import cli as optimize_cli
+from parlmt.programs import cli as programs_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     models_cli.register(subparsers)
     envs_cli.register(subparsers)
+    programs_cli.register(subparsers)
+    optimize_cli.register(subparsers)
     return parser
 
 

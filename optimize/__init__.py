@@ -1,0 +1,26 @@
+"""PAG data: teacher prompt optimization and verified bootstrapping of the PARL-MT training set.
+
+- ``config``: ``PAGConfig``, every setting of a run (the CLI flags have the same names).
+- ``reference``: the ground-truth oracle teacher and ground-truth guidance for LM teachers.
+- ``prompts``: stock DSPy optimizers (BootstrapFewShot, MIPROv2, GEPA) on the teacher program.
+- ``pag``: playing tasks with the teacher, step verification (checker + model-aware), resumable shards.
+- ``dataset``: the HF dataset, SFT chat rows and dataset card built from the shards.
+- ``pipeline``: one run end to end as one MLflow run; ``python optimize.py`` / ``parlmt optimize`` call it.
+
+Names are imported on first use (PEP 562) so that ``parlmt --help`` does not load DSPy.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "PAGConfig": "config", "run": "pipeline", "bootstrap": "pag", "StudentCheck": "pag", "write_dataset": "dataset",
+    "reference_agent": "reference", "GuidedPlan": "reference", "compile_program": "prompts",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,0 +1,34 @@
+"""The progress-aware agent and its baseline as DSPy modules, their trajectories, evaluation and tracking.
+
+- ``agents``: ``ProgressAwareAgent`` (Summarize -> Plan -> Act) and ``FullHistoryAgent`` (Act on raw history).
+- ``episode``: the bookkeeping both share (prompts from the environment, recorded module calls, scoring).
+- ``parsing``: Act's calls text -> ``Call`` objects (Python calls, JSON, fences, ``<tool_call>`` tags).
+- ``trajectory``: the per-episode record, saved as JSON lines; what optimize/ and rl/ consume.
+- ``metrics``: DSPy metrics for optimizers and the aggregate figures of an evaluation.
+- ``evaluate``: threaded, resumable runs over tasks; official BFCL result files.
+- ``tracking``: the MLflow store (SQLite + artifacts under ``mlruns/``).
+
+Names are imported on first use (PEP 562) so that ``parlmt --help`` does not load DSPy.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "ProgressAwareAgent": "agents", "FullHistoryAgent": "agents", "build_program": "agents",
+    "load_program": "agents", "PROGRAMS": "agents",
+    "Episode": "episode",
+    "extract_calls": "parsing", "salvage_calls": "parsing",
+    "Trajectory": "trajectory", "ModuleCall": "trajectory", "ActStep": "trajectory", "TurnRecord": "trajectory",
+    "append_jsonl": "trajectory", "read_jsonl": "trajectory",
+    "task_success": "metrics", "turn_accuracy": "metrics", "feedback": "metrics", "examples": "metrics",
+    "aggregate": "metrics", "by_category": "metrics", "act_prompt_tokens_by_turn": "metrics",
+    "run_episodes": "evaluate", "bfcl_results": "evaluate", "write_bfcl_results": "evaluate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

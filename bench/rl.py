@@ -1,0 +1,182 @@
+"""PAG-RL speed: seconds per step and per generated token of the PAG-RL loop against plain TRL GRPO on the
+same model and prompts, peak RSS of each, and tokens per sample of ProgressAware vs FullHistory rollouts.
+
+Each measurement runs in its own process (peak RSS is per process). Writes bench/results/rl.json.
+
+    python bench/rl.py                       # embedded student, bf16, CPU
+    python bench/rl.py --model /path/to/hf --steps 3
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import mean
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+RESULTS = Path(__file__).parent / "results" / "rl.json"
+TASKS = "bfcl:base:1,bfcl:base:2"  # train-split BFCL tasks; each step plays one from turn 0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pag_config(args, output_dir: str):
+    from parlmt.rl.config import PAGRLConfig
+
+    return PAGRLConfig(model=args.model, dtype=args.dtype, tasks=TASKS, start_turns="0", num_generations=args.g,
+                       states_per_step=1, max_completion_tokens=args.tokens, max_steps_per_turn=1,
+                       max_steps=args.steps, save_steps=0, eval_steps=0, beta=0.0, output_dir=output_dir,
+                       mlruns=str(Path(output_dir) / "mlruns"))
+
+
+class StepClock:
+    """A TrainerCallback recording wall seconds per optimizer step."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                clock.started = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                clock.seconds.append(time.perf_counter() - clock.started)
+
+        self.seconds: list[float] = []
+        self.callback = Callback()
+
+
+def run_pag(args) -> dict:
+    from parlmt.rl.grpo import build_trainer
+
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = build_trainer(pag_config(args, folder))
+        clock = StepClock()
+        trainer.add_callback(clock.callback)
+        trainer.train()
+        history = [e for e in trainer.state.log_history if "pag/samples" in e]
+        prompts = trainer.pop_table()
+    tokens = [e["completions/mean_length"] * e["pag/samples"] for e in history]
+    return {"step_s": clock.seconds, "generated_tokens": tokens, "samples": [e["pag/samples"] for e in history],
+            "prompt_tokens_mean": mean(r["prompt_tokens"] for r in prompts), "peak_rss_mb": peak_rss_mb()}
+
+
+def run_plain(args) -> dict:
+    """Stock GRPOTrainer on the same model: the Act prompts of the same tasks (rendered by the agent's
+    adapter), G completions each, as many prompts per step as the PAG loop has samples per rollout."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    from parlmt.envs import load_task
+    from parlmt.models import ModelConfig, load_model
+    from parlmt.rl.data import reference_rows
+    from parlmt.rl.fused_head import completion_tokens_only
+
+    tasks = [load_task(t) for t in TASKS.split(",")]
+    rows = [r for r in reference_rows(tasks, modules=["plan", "act"]) if r["turn"] == 0 and r["step"] == 0]
+    model, tokenizer = load_model(ModelConfig(args.model, args.dtype), trainable=True)
+    per_step = args.prompts_per_step
+    config = GRPOConfig(
+        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.g, gradient_accumulation_steps=1,
+        num_generations=args.g, max_completion_length=args.tokens, temperature=1.0, beta=0.0,
+        generation_batch_size=args.g * per_step, max_steps=args.steps, logging_steps=1, save_strategy="no",
+        report_to="none", bf16=args.dtype == "bfloat16", use_cpu=True, gradient_checkpointing=False, seed=0,
+    )
+    trainer = GRPOTrainer(model=model, reward_funcs=[lambda completions, **_: [len(str(c)) / 100 for c in completions]],
+                          args=config, train_dataset=Dataset.from_list([{"prompt": r["prompt"]} for r in rows]),
+                          processing_class=tokenizer,
+                          peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                                                 task_type="CAUSAL_LM"))
+    clock = StepClock()
+    trainer.add_callback(clock.callback)
+    with completion_tokens_only():  # the same CPU fix the PAG trainers use, so the comparison is fair
+        trainer.train()
+    history = [e for e in trainer.state.log_history if "completions/mean_length" in e]
+    tokens = [e["completions/mean_length"] * args.g * per_step for e in history]
+    return {"step_s": clock.seconds, "generated_tokens": tokens, "samples": [args.g * per_step] * len(history),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def run_tokens(args) -> dict:
+    """Mean prompt/completion tokens per module-call sample, ProgressAware vs FullHistory, from turn 2."""
+    from parlmt.envs import load_task
+    from parlmt.models import ModelConfig, TransformersLM, load_model
+    from parlmt.rl.rollout import play
+
+    model, tokenizer = load_model(ModelConfig(args.model, args.dtype))
+    lm = TransformersLM(model=model, tokenizer=tokenizer, temperature=1.0, max_tokens=args.tokens,
+                        record_samples=True)
+    figures = {}
+    for program in ("progress", "fullhistory"):
+        samples = []
+        for task_id in TASKS.split(","):
+            samples += play(program, load_task(task_id), 2, lm, max_steps=2).samples
+        acts = [s for s in samples if s.tags["module"] == "act"]
+        figures[program] = {
+            "samples": len(samples),
+            "prompt_tokens_per_sample": mean(len(s.prompt_ids) for s in samples),
+            "completion_tokens_per_sample": mean(len(s.completion_ids) for s in samples),
+            "act_prompt_tokens": mean(len(s.prompt_ids) for s in acts),
+            "by_module": {m: sum(s.tags["module"] == m for s in samples) for m in ("summarize", "plan", "act")},
+        }
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="embedded:student")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per trainer (the first is warm-up)")
+    parser.add_argument("--g", type=int, default=2, help="rollouts (generations) per state/prompt")
+    parser.add_argument("--tokens", type=int, default=16, help="max new tokens per module call / completion")
+    parser.add_argument("--prompts-per-step", type=int, default=2,
+                        help="plain GRPO prompts per step (PAG: Plan + Act per rollout at turn 0 = 2)")
+    parser.add_argument("--part", choices=("pag", "plain", "tokens"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part:
+        result = {"pag": run_pag, "plain": run_plain, "tokens": run_tokens}[args.part](args)
+        print(json.dumps(result))
+        return 0
+    parts = {}
+    for part in ("pag", "plain", "tokens"):
+        argv = [sys.executable, __file__, "--part", part, "--model", args.model, "--dtype", args.dtype,
+                "--steps", str(args.steps), "--g", str(args.g), "--tokens", str(args.tokens),
+                "--prompts-per-step", str(args.prompts_per_step)]
+        started = time.perf_counter()
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        parts[part] = json.loads(out.strip().splitlines()[-1])
+        print(f"{part}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    summary = {}
+    for name in ("pag", "plain"):
+        measured = parts[name]
+        steps = measured["step_s"][1:] or measured["step_s"]  # the first step pays one-off costs
+        tokens = measured["generated_tokens"][1:] or measured["generated_tokens"]
+        summary[name] = {"s_per_step": mean(steps), "s_per_generated_token": sum(steps) / max(1.0, sum(tokens)),
+                         "generated_tokens_per_step": mean(tokens), "peak_rss_mb": measured["peak_rss_mb"],
+                         "raw": measured}
+    summary["overhead_per_token"] = (summary["pag"]["s_per_generated_token"]
+                                     / summary["plain"]["s_per_generated_token"] - 1)
+    summary["tokens_per_sample"] = parts["tokens"]
+    summary["setup"] = {"model": args.model, "dtype": args.dtype, "steps": args.steps, "g": args.g,
+                        "max_new_tokens": args.tokens, "tasks": TASKS, "cpu_count": os.cpu_count()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "tokens_per_sample"}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The progress-aware agent and its full-history baseline, as DSPy modules over a tool environment.
+
+``ProgressAwareAgent`` composes ``Summarize``, ``Plan`` and ``Act``: at the start of each user
+turn it summarizes the conversation so far and plans the remaining steps, then acts step by step
+from the summary and plan (not the raw history) until Act replies or the step cap is reached,
+re-planning after a step that went wrong. ``FullHistoryAgent`` runs the same ``Act`` on the raw
+transcript with no summary and no plan: the baseline every figure is compared with.
+
+Both take a task (``Task``, id such as ``bfcl:base:0``, or an environment reset on a task) and
+return ``dspy.Prediction(trajectory=..., passed=...)``. Any predictor can be swapped for another
+module with the same signature (``dspy.ChainOfThought(Act)``, an optimized copy, ...).
+"""
+
+import json
+from pathlib import Path
+
+import dspy
+
+from parlmt.envs import Task, ToolEnv
+from parlmt.programs.episode import NOTHING_YET, Episode
+from parlmt.signatures import Act, Plan, Summarize
+
+BFCL_MAX_STEPS = 20  # BFCL force-terminates a model after 20 steps in one turn
+NO_PLAN = "(no plan: decide from the conversation)"
+NOTHING_DONE = "Nothing has been done yet."
+CONFIG_KEY = "parlmt_program"  # where a saved state file says which program (and settings) it belongs to
+PREDICTOR_KINDS = {"Predict": dspy.Predict, "ChainOfThought": dspy.ChainOfThought}
+SIGNATURES = {"summarize": Summarize, "plan": Plan, "act": Act}  # each agent attribute's signature
+
+
+class _Agent(dspy.Module):
+    """What both agents share: the step cap, and saved state that says how to rebuild the agent."""
+
+    program_name = ""
+
+    def __init__(self, max_steps: int):
+        super().__init__()
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        self.max_steps = max_steps
+
+    def config(self) -> dict:
+        """Constructor settings, and the kind of each predictor, as saved with the state."""
+        kinds = {name: type(getattr(self, name)).__name__ for name in SIGNATURES if hasattr(self, name)}
+        return {"program": self.program_name, "max_steps": self.max_steps, "modules": kinds}
+
+    def dump_state(self, json_mode: bool = True) -> dict:
+        return {**super().dump_state(json_mode=json_mode), CONFIG_KEY: self.config()}
+
+
+class ProgressAwareAgent(_Agent):
+    """Summarize -> Plan -> Act per user turn, acting from progress awareness instead of raw history.
+
+    Args:
+        max_steps: Act calls allowed per turn (BFCL: 20); a turn that reaches it ends the episode.
+        refresh: ``"turn"`` summarizes and plans once per turn (and re-plans after a failed step);
+            ``"step"`` refreshes both before every step.
+        summarize, plan, act: modules to use instead of ``dspy.Predict`` of each signature.
+    """
+
+    program_name = "progress"
+
+    def __init__(
+        self,
+        max_steps: int = BFCL_MAX_STEPS,
+        refresh: str = "turn",
+        summarize: dspy.Module | None = None,
+        plan: dspy.Module | None = None,
+        act: dspy.Module | None = None,
+    ):
+        super().__init__(max_steps)
+        if refresh not in ("turn", "step"):
+            raise ValueError(f"refresh must be 'turn' or 'step', got {refresh!r}")
+        self.refresh = refresh
+        self.summarize = summarize or dspy.Predict(Summarize)
+        self.plan = plan or dspy.Predict(Plan)
+        self.act = act or dspy.Predict(Act)
+
+    def config(self) -> dict:
+        return {**super().config(), "refresh": self.refresh}
+
+    def forward(self, task: Task | str | ToolEnv) -> dspy.Prediction:
+        episode = Episode(task, self.program_name, self.max_steps)
+        while episode.request is not None:
+            summary = self.summarize_progress(episode)
+            plan = self.plan_steps(episode, summary)
+            step = episode.act(self.act, summary=summary, plan=plan)
+            while step.reply is None and episode.step < self.max_steps:
+                if self.refresh == "step":
+                    summary = self.summarize_progress(episode, current_turn=True)
+                if self.refresh == "step" or step.failed:
+                    plan = self.plan_steps(episode, summary)
+                step = episode.act(self.act, summary=summary, plan=plan)
+            episode.next_turn(capped=step.reply is None)
+        return episode.result()
+
+    def summarize_progress(self, episode: Episode, current_turn: bool = False) -> str:
+        conversation = episode.transcript(current_turn)
+        if conversation == NOTHING_YET:  # the first turn: nothing to summarize, so no LM call
+            return NOTHING_DONE
+        return episode.text("summarize", self.summarize, "summary", conversation=conversation)
+
+    def plan_steps(self, episode: Episode, summary: str) -> str:
+        return episode.text("plan", self.plan, "plan", tools=episode.tools(), summary=summary,
+                            request=episode.request, observations=episode.observations())
+
+
+class FullHistoryAgent(_Agent):
+    """The baseline: the same ``Act`` on the raw transcript of earlier turns, with no summary or plan.
+
+    Args:
+        max_steps: Act calls allowed per turn (BFCL: 20); a turn that reaches it ends the episode.
+        act: a module to use instead of ``dspy.Predict(Act)``.
+    """
+
+    program_name = "fullhistory"
+
+    def __init__(self, max_steps: int = BFCL_MAX_STEPS, act: dspy.Module | None = None):
+        super().__init__(max_steps)
+        self.act = act or dspy.Predict(Act)
+
+    def forward(self, task: Task | str | ToolEnv) -> dspy.Prediction:
+        episode = Episode(task, self.program_name, self.max_steps)
+        while episode.request is not None:
+            step = episode.act(self.act, summary=episode.transcript(), plan=NO_PLAN)
+            while step.reply is None and episode.step < self.max_steps:
+                step = episode.act(self.act, summary=episode.transcript(), plan=NO_PLAN)
+            episode.next_turn(capped=step.reply is None)
+        return episode.result()
+
+
+PROGRAMS = {"progress": ProgressAwareAgent, "fullhistory": FullHistoryAgent}
+
+
+def build_program(name: str, **options) -> _Agent:
+    """A fresh agent by name (``progress`` or ``fullhistory``)."""
+    if name not in PROGRAMS:
+        raise ValueError(f"unknown program {name!r}; choose from {', '.join(PROGRAMS)} or a saved .json")
+    return PROGRAMS[name](**options)
+
+
+def load_program(path: str | Path) -> _Agent:
+    """An agent saved with ``program.save("file.json")``, rebuilt with its settings and predictor kinds."""
+    state = json.loads(Path(path).read_text())
+    if CONFIG_KEY not in state:
+        raise ValueError(f"{path} is not a saved parlmt program (no {CONFIG_KEY!r} entry)")
+    config = dict(state[CONFIG_KEY])
+    name = config.pop("program")
+    modules = {}
+    for child, kind in config.pop("modules").items():
+        modules[child] = PREDICTOR_KINDS[kind](SIGNATURES[child])
+    program = build_program(name, **config, **modules)
+    program.load(path)
+    return program

@@ -1,0 +1,158 @@
+"""``parlmt eval``: run a program on tasks with an LM, score it, and log the run to MLflow."""
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+TABLE_COLUMNS = [("episodes", "n", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"),
+                 ("turn_accuracy", "turn acc", "{:.3f}"), ("steps_per_turn", "steps/turn", "{:.2f}"),
+                 ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("format_validity", "format ok", "{:.3f}")]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate a program on tasks (official checker), log to MLflow")
+    parser.add_argument("--program", default="progress", help="progress, fullhistory, or a saved program .json")
+    parser.add_argument("--lm", default="embedded:student",
+                        help="embedded:student, embedded:teacher, a model folder/.gguf, or a litellm model string "
+                             "(openai/gpt-4o-mini, anthropic/..., ollama_chat/..., hosted_vllm/...)")
+    parser.add_argument("--api-base", help="endpoint of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
+    parser.add_argument("--adapter", help="PEFT adapter folder applied to an in-process model")
+    parser.add_argument("--categories", default="base",
+                        help="comma-separated task sources: base, miss_func, miss_param, long_context, py:todo ...")
+    parser.add_argument("--tasks", help="comma-separated task ids (bfcl:base:3,py:todo:0), instead of --categories")
+    parser.add_argument("--split", choices=("train", "dev", "test"), help="only tasks of this split")
+    parser.add_argument("--limit", type=int, help="at most this many tasks per category")
+    parser.add_argument("--threads", type=int, default=1, help="episodes run in parallel")
+    parser.add_argument("--max-steps", type=int, default=20, help="Act steps per turn (BFCL: 20)")
+    parser.add_argument("--refresh", choices=("turn", "step"), default="turn",
+                        help="progress program: summarize and plan every turn, or every step")
+    parser.add_argument("--max-tokens", type=int, default=256, help="LM completion cap per module call")
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--out", type=Path, help="trajectories JSONL (default: outputs/eval/<run name>.jsonl); "
+                                                 "an existing file is resumed")
+    parser.add_argument("--mlruns", type=Path, help="MLflow folder (default: the repository's mlruns/)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<mlruns>/mlflow.db)")
+    parser.add_argument("--experiment", default="parlmt-eval", help="MLflow experiment name")
+    parser.add_argument("--no-traces", action="store_true", help="do not record DSPy traces (mlflow.dspy.autolog)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_eval)
+
+
+def make_lm(spec: str, max_tokens: int, temperature: float = 0.0, adapter: str | None = None,
+            api_base: str | None = None, **litellm_options):
+    """A DSPy LM: the in-process transformers model for local specs, else litellm via ``dspy.LM``
+    (``litellm_options`` such as ``api_key``, ``timeout``, ``num_retries`` go to ``dspy.LM``)."""
+    import dspy
+
+    local = spec.startswith("embedded:") or Path(spec).expanduser().exists()
+    if local:
+        from parlmt.models import ModelConfig, TransformersLM
+
+        return TransformersLM(ModelConfig(model=spec, adapter=adapter), max_tokens=max_tokens, temperature=temperature)
+    if adapter:
+        raise ValueError("--adapter applies to in-process models only (embedded:*, a folder or a .gguf)")
+    return dspy.LM(spec, max_tokens=max_tokens, temperature=temperature, api_base=api_base, cache=False,
+                   **litellm_options)
+
+
+def run_name(args: argparse.Namespace) -> str:
+    """A file-safe name that is the same for the same evaluation, so a rerun resumes it."""
+    program = Path(args.program).stem if args.program.endswith(".json") else args.program
+    parts = [program, args.lm, args.tasks or args.categories, args.split or "all",
+             f"n{args.limit}" if args.limit else "", Path(args.adapter).name if args.adapter else ""]
+    return re.sub(r"[^\w.-]+", "_", "-".join(p for p in parts if p))
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import mlflow
+    from tqdm import tqdm
+
+    from parlmt.envs import load_task, load_tasks
+    from parlmt.programs.agents import build_program, load_program
+    from parlmt.programs.evaluate import run_episodes
+    from parlmt.programs.metrics import by_category
+    from parlmt.programs.tracking import experiment
+
+    if args.program.endswith(".json"):
+        program = load_program(args.program)
+    else:
+        options = {"refresh": args.refresh} if args.program == "progress" else {}
+        program = build_program(args.program, max_steps=args.max_steps, **options)
+    if args.tasks:
+        tasks = [load_task(task_id.strip()) for task_id in args.tasks.split(",")]
+    else:
+        tasks = [task for category in args.categories.split(",")
+                 for task in load_tasks(category.strip(), split=args.split)[: args.limit]]
+    name = run_name(args)
+    out = args.out or Path("outputs/eval") / f"{name}.jsonl"
+    lm = make_lm(args.lm, args.max_tokens, args.temperature, args.adapter, args.api_base)
+
+    experiment(args.experiment, args.mlruns, args.tracking_uri)
+    if not args.no_traces:
+        mlflow.dspy.autolog(log_traces=True, silent=True)
+    started = time.perf_counter()
+    try:
+        with mlflow.start_run(run_name=name):
+            mlflow.log_params({
+                "program": args.program, "lm": args.lm, "adapter": args.adapter, "categories": args.categories,
+                "split": args.split, "limit": args.limit, "threads": args.threads, "tasks": len(tasks),
+                "max_tokens": args.max_tokens, "temperature": args.temperature, **program.config(),
+                "out": str(out),
+            })
+            with tqdm(total=len(tasks), desc=name, disable=args.no_progress, file=sys.stderr) as bar:
+                trajectories = run_episodes(program, tasks, lm, out, args.threads, on_episode=lambda _: bar.update())
+                bar.update(len(tasks) - bar.n)  # episodes taken from the file count as done
+            wall_s = time.perf_counter() - started
+            table = by_category(trajectories)
+            _log_results(table, trajectories, wall_s, out, name)
+    finally:
+        if not args.no_traces:
+            mlflow.dspy.autolog(disable=True)
+    print(format_table(table, wall_s))
+    print(f"trajectories: {out}  summary: {out.with_suffix('.summary.json')}")
+    return 0
+
+
+def _log_results(table: dict, trajectories: list, wall_s: float, out: Path, name: str) -> None:
+    import json
+    import tempfile
+
+    import mlflow
+
+    from parlmt.programs.evaluate import write_bfcl_results
+
+    mlflow.log_metric("wall_s", wall_s)
+    for category, figures in table.items():
+        prefix = "" if category == "all" else f"{category}/"
+        mlflow.log_metrics({f"{prefix}{key}": float(value) for key, value in figures.items()})
+    mlflow.log_table({
+        "task_id": [t.task_id for t in trajectories],
+        "category": [t.meta.get("category", "") for t in trajectories],
+        "passed": [bool(t.passed) for t in trajectories],
+        "turn_accuracy": [t.turn_accuracy for t in trajectories],
+        "turns": [len(t.turns) for t in trajectories],
+        "act_steps": [len(t.steps) for t in trajectories],
+        "format_validity": [t.format_validity for t in trajectories],
+        "error_type": [t.error_type or "" for t in trajectories],
+        "reason": [t.reason[:500] for t in trajectories],
+        "wall_s": [t.wall_s for t in trajectories],
+    }, artifact_file="episodes.json")
+    mlflow.log_artifact(str(out), artifact_path="trajectories")
+    summary = out.with_suffix(".summary.json")
+    summary.write_text(json.dumps({"run": name, "wall_s": wall_s, "categories": table}, indent=2))
+    mlflow.log_artifact(str(summary))
+    with tempfile.TemporaryDirectory() as folder:
+        if write_bfcl_results(trajectories, Path(folder) / "bfcl", name):
+            mlflow.log_artifacts(str(Path(folder) / "bfcl"), artifact_path="bfcl_results")
+
+
+def format_table(table: dict, wall_s: float) -> str:
+    """The per-category figures as a fixed-width table, with the wall time."""
+    header = f"{'category':<14}" + "".join(f"{title:>16}" for _, title, _ in TABLE_COLUMNS)
+    rows = [header]
+    for category, figures in table.items():
+        rows.append(f"{category:<14}" + "".join(f"{fmt.format(figures[key]):>16}" for key, _, fmt in TABLE_COLUMNS))
+    rows.append(f"wall time {wall_s:.1f} s")
+    return "\n".join(rows)

@@ -1,0 +1,74 @@
+"""Scores of episodes: DSPy metrics for optimizers, and the aggregate figures ``parlmt eval`` reports.
+
+The verdicts come from the environment (for BFCL, the official checker); these functions only
+read them off a program's prediction or trajectory.
+"""
+
+from collections import defaultdict
+from statistics import mean
+
+import dspy
+
+from parlmt.programs.trajectory import Trajectory
+
+PROGRAM_ERROR = "parlmt:program_error"  # the program raised; the episode counts as failed
+
+
+def task_success(example: dspy.Example, prediction: dspy.Prediction, trace=None) -> float:
+    """1.0 when the episode passed (BFCL: the official multi-turn checker), else 0.0."""
+    return float(bool(prediction.passed))
+
+
+def turn_accuracy(example: dspy.Example, prediction: dspy.Prediction, trace=None) -> float:
+    """Share of scored turns that passed: a denser signal than ``task_success`` for optimizers."""
+    return prediction.trajectory.turn_accuracy
+
+
+def feedback(example: dspy.Example, prediction: dspy.Prediction, trace=None, pred_name=None, pred_trace=None):
+    """GEPA's metric: the turn accuracy, with the checker's reasons for each failed turn as feedback."""
+    trajectory = prediction.trajectory
+    failed = [f"turn {t.turn + 1}: {t.reason}" for t in trajectory.turns if t.passed is False]
+    text = "; ".join(failed) or ("all turns passed" if trajectory.passed else trajectory.reason)
+    return dspy.Prediction(score=trajectory.turn_accuracy, feedback=text)
+
+
+def examples(task_ids: list[str]) -> list[dspy.Example]:
+    """Optimizer examples: one per task, the task id as the only input."""
+    return [dspy.Example(task=task_id).with_inputs("task") for task_id in task_ids]
+
+
+def act_prompt_tokens_by_turn(trajectories: list[Trajectory]) -> dict[int, float]:
+    """Mean prompt tokens per Act call, by turn (0-based)."""
+    by_turn = defaultdict(list)
+    for trajectory in trajectories:
+        for call in trajectory.calls_of("act"):
+            by_turn[call.turn].append(call.prompt_tokens)
+    return {turn: mean(tokens) for turn, tokens in sorted(by_turn.items())}
+
+
+def aggregate(trajectories: list[Trajectory]) -> dict[str, float]:
+    """Episodes, accuracy, turn accuracy, format validity, mean Act steps per turn, mean prompt and
+    completion tokens per Act call, and LM seconds per episode."""
+    acts = [call for t in trajectories for call in t.calls_of("act")]
+    turns = [turn for t in trajectories for turn in t.turns]
+    return {
+        "episodes": len(trajectories),
+        "accuracy": mean(bool(t.passed) for t in trajectories) if trajectories else 0.0,
+        "turn_accuracy": mean(t.turn_accuracy for t in trajectories) if trajectories else 0.0,
+        "format_validity": mean(t.format_validity for t in trajectories) if trajectories else 0.0,
+        "steps_per_turn": mean(turn.steps for turn in turns) if turns else 0.0,
+        "act_prompt_tokens": mean(call.prompt_tokens for call in acts) if acts else 0.0,
+        "act_completion_tokens": mean(call.completion_tokens for call in acts) if acts else 0.0,
+        "lm_s_per_episode": mean(t.lm_s for t in trajectories) if trajectories else 0.0,
+        "program_errors": sum(t.error_type == PROGRAM_ERROR for t in trajectories),
+    }
+
+
+def by_category(trajectories: list[Trajectory]) -> dict[str, dict[str, float]]:
+    """``aggregate`` per task category (``meta['category']``, else the task source), then ``all``."""
+    groups = defaultdict(list)
+    for trajectory in trajectories:
+        groups[trajectory.meta.get("category") or trajectory.meta.get("source", "tasks")].append(trajectory)
+    table = {name: aggregate(group) for name, group in groups.items()}
+    table["all"] = aggregate(trajectories)
+    return table

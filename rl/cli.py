@@ -1,0 +1,114 @@
+"""``parlmt train``: ``data`` (reference PAG rows from ground truth), ``sft`` (warm-up) and ``rl`` (PAG-RL).
+
+Every ``SFTWarmupConfig`` / ``PAGRLConfig`` field is an option whose help is the field's doc;
+``--preset`` picks a starting point and explicit options override it. Ablations are options:
+``--program fullhistory`` is the MT-GRPO baseline, and leaving ``--adapter`` unset skips the SFT
+warm-up ("w/o PAG").
+"""
+
+import argparse
+import dataclasses
+import types
+from pathlib import Path
+
+from parlmt.rl.config import PAGRLConfig, SFTWarmupConfig, StageConfig
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="SFT warm-up and PAG-RL (TRL + PEFT LoRA), logged to MLflow")
+    stages = train.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    data = stages.add_parser("data", help="write reference PAG rows (ground-truth calls, plans, summaries)")
+    data.add_argument("--out", type=Path, required=True, help="dataset folder, or a .parquet / .jsonl file")
+    data.add_argument("--categories", default="base", help="task sources, comma-separated (base, py:todo, ...)")
+    data.add_argument("--split", default="train", choices=("train", "dev", "test"))
+    data.add_argument("--limit", type=int, help="at most this many tasks per category")
+    data.add_argument("--program", default="progress", choices=("progress", "fullhistory"))
+    data.add_argument("--modules", help="only these modules' rows (comma-separated: summarize,plan,act)")
+    data.set_defaults(func=run_data)
+
+    sft = stages.add_parser("sft", help="SFT warm-up on a PAG dataset (TRL SFTTrainer, LoRA)")
+    add_config_arguments(sft, SFTWarmupConfig)
+    sft.set_defaults(func=run_sft)
+
+    rl = stages.add_parser("rl", help="PAG-RL: GRPO over rollouts of the whole program (TRL GRPOTrainer, LoRA)")
+    add_config_arguments(rl, PAGRLConfig)
+    rl.set_defaults(func=run_rl)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: type[StageConfig]) -> None:
+    """One ``--option`` per config field (help: the field's doc), defaulting to unset so that only
+    the options given override the preset."""
+    parser.add_argument("--preset", choices=sorted(config_class.PRESETS), help="starting values (see --help)")
+    for item in dataclasses.fields(config_class):
+        kind = _base_type(item.type)
+        option = f"--{item.name.replace('_', '-')}"
+        help_text = f"{item.metadata.get('help', '')} (default: {item.default})".replace("%", "%%")
+        if kind is bool:
+            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)
+        else:
+            parser.add_argument(option, type=kind, default=argparse.SUPPRESS, help=help_text)
+    presets = "; ".join(f"{name}: {values}" for name, values in config_class.PRESETS.items())
+    parser.epilog = f"presets: {presets}".replace("%", "%%")
+
+
+def config_from_args(config_class: type[StageConfig], args: argparse.Namespace) -> StageConfig:
+    """The config of ``args``: the preset (if any) with the options given on top."""
+    names = {item.name for item in dataclasses.fields(config_class)}
+    given = {key: value for key, value in vars(args).items() if key in names}
+    return config_class.from_preset(args.preset, **given)
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from parlmt.envs import load_tasks
+    from parlmt.rl.data import reference_rows, save_rows
+
+    tasks = [task for category in args.categories.split(",")
+             for task in load_tasks(category.strip(), split=args.split)[: args.limit]]
+    modules = args.modules.split(",") if args.modules else None
+    rows = reference_rows(tasks, program=args.program, modules=modules)
+    path = save_rows(rows, args.out)
+    counts = {m: sum(r["module"] == m for r in rows) for m in sorted({r["module"] for r in rows})}
+    print(f"{len(rows)} rows from {len(tasks)} tasks {counts} -> {path}")
+    return 0
+
+
+def run_sft(args: argparse.Namespace) -> int:
+    from parlmt.rl.sft import train_sft
+
+    config = config_from_args(SFTWarmupConfig, args)
+    if not config.dataset:
+        raise SystemExit("--dataset is required (a PAG dataset; `parlmt train data` writes a reference one)")
+    result = train_sft(config)
+    losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
+    if losses:
+        print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} logged steps")
+    print(f"adapter: {result.adapter}  mlflow run: {result.run_id}")
+    return 0
+
+
+def run_rl(args: argparse.Namespace) -> int:
+    from parlmt.rl.grpo import train_rl
+
+    config = config_from_args(PAGRLConfig, args)
+    result = train_rl(config)
+    steps = [entry for entry in result.log_history if "pag/reward" in entry]
+    print(f"{'step':>5} {'reward':>8} {'format':>7} {'calls':>7} {'turn':>6} {'episode':>8} {'effic.':>7} "
+          f"{'samples':>8} {'loss':>9} {'s/step':>7}")
+    for entry in steps:
+        print(f"{entry['step']:>5} {entry['pag/reward']:>8.3f} {entry['pag/format']:>7.3f} {entry['pag/calls']:>7.3f} "
+              f"{entry['pag/turn']:>6.3f} {entry['pag/episode']:>8.3f} {entry['pag/efficiency']:>7.3f} "
+              f"{entry['pag/samples']:>8.0f} {entry['loss']:>9.4f} {entry['step_time']:>7.1f}")
+    dev = [entry for entry in result.log_history if "dev/accuracy" in entry]
+    if dev:
+        print(f"dev accuracy (greedy turn success) at step {dev[-1]['step']}: {dev[-1]['dev/accuracy']:.3f}")
+    print(f"adapter: {result.adapter}  mlflow run: {result.run_id}")
+    return 0
+
+
+def _base_type(annotation) -> type:
+    """``int`` for ``int`` and ``int | None``, and so on."""
+    if isinstance(annotation, types.UnionType):
+        return next(arg for arg in annotation.__args__ if arg is not type(None))
+    return annotation

@@ -1,0 +1,170 @@
+"""Configuration of the SFT warm-up and PAG-RL, TRL style: each field's ``help`` is its documentation
+(``parlmt train sft --help`` / ``parlmt train rl --help`` print it).
+
+Presets name tested starting points; fields given explicitly override them:
+
+- ``cpu-smoke``: the embedded 0.5B student in bf16 on this kind of machine (2 cores), tiny
+  batches and token caps: a few steps in minutes, to check the whole loop end to end.
+- ``gpu``: Qwen2.5-7B-Instruct (or xLAM-2: pass its folder as ``model``) on GPUs, bf16,
+  gradient checkpointing, real batch sizes. Several GPUs: ``accelerate launch -m parlmt.cli train
+  rl --preset gpu`` (one process per GPU; the trainer pads every process's samples to the same count).
+  Rollouts generate with transformers on each GPU; a vLLM engine would plug in as the trainer's
+  ``policy_lm`` (any ``TransformersLM``-like object recording ``Sample``s).
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+def _help(text: str, default=None, **kwargs):
+    if "default_factory" in kwargs:
+        return field(metadata={"help": text}, **kwargs)
+    return field(default=default, metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class StageConfig:
+    """What both training stages share: the model, LoRA, optimisation basics, output and tracking."""
+
+    model: str = _help("Base model: embedded:student, embedded:teacher, a .gguf file, a HF folder or hub id.",
+                       "embedded:student")
+    dtype: str = _help("Weights dtype: bfloat16 (2-2.6x faster than float32 on AVX512_BF16 CPUs), float16, float32.",
+                       "bfloat16")
+    device: str = _help("Torch device (cpu, cuda), or auto to spread the model over the visible GPUs.", "cpu")
+    adapter: str | None = _help("Start from this LoRA adapter folder (e.g. the SFT warm-up's) and keep training it; "
+                                "unset: a fresh LoRA adapter.")
+    lora_r: int = _help("LoRA rank.", 16)
+    lora_alpha: int = _help("LoRA alpha (scale = alpha / r).", 32)
+    lora_dropout: float = _help("LoRA dropout. 0 keeps RL sampling and the loss on the same (deterministic) policy.",
+                                0.0)
+    lora_target_modules: str = _help("Modules LoRA adapts: all-linear, or comma-separated names (q_proj,v_proj).",
+                                     "all-linear")
+    learning_rate: float = _help("Peak learning rate (AdamW).", 1e-4)
+    max_steps: int = _help("Optimizer steps.", 100)
+    gradient_checkpointing: bool = _help("Recompute activations in the backward pass (saves memory on long "
+                                         "prompts, costs ~30% time).", False)
+    logging_steps: int = _help("Log metrics every this many steps.", 1)
+    save_steps: int = _help("Save a checkpoint (adapter, optimizer, RNG states) every this many steps; 0: none.", 50)
+    seed: int = _help("Seed for data order, LoRA init and sampling: a rerun (or a resume) reproduces the run.", 0)
+    output_dir: str = _help("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/train")
+    resume: str | None = _help("Resume from a checkpoint folder, or 'latest' for the newest in output_dir.")
+    mlruns: str | None = _help("MLflow folder (default: the repository's mlruns/, SQLite + artifacts).")
+    tracking_uri: str | None = _help("MLflow tracking URI (default: sqlite:///<mlruns>/mlflow.db).")
+    experiment: str = _help("MLflow experiment name.", "parlmt-train")
+    run_name: str | None = _help("MLflow run name (default: derived from the stage and model).")
+
+    def trainer_arguments(self) -> dict:
+        """The ``transformers.TrainingArguments`` both stages set the same way (TRL configs take them)."""
+        return {
+            "output_dir": self.output_dir, "learning_rate": self.learning_rate,
+            "max_steps": self.max_steps if self.max_steps > 0 else -1, "logging_steps": self.logging_steps,
+            "save_strategy": "steps" if self.save_steps else "no", "save_steps": self.save_steps or 1,
+            "seed": self.seed, "data_seed": self.seed, "bf16": self.dtype == "bfloat16",
+            "use_cpu": self.device == "cpu", "gradient_checkpointing": self.gradient_checkpointing,
+            "report_to": "none",  # tracking.MlflowLogger logs to the stage's explicit MLflow run
+        }
+
+    def lora_targets(self) -> str | list[str]:
+        targets = [t.strip() for t in self.lora_target_modules.split(",") if t.strip()]
+        return "all-linear" if targets == ["all-linear"] else targets
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, **overrides):
+        """The preset's values with ``overrides`` on top (``None`` preset: the field defaults)."""
+        if preset is not None and preset not in cls.PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(cls.PRESETS)}")
+        values = {**(cls.PRESETS[preset] if preset else {}), **overrides}
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+@dataclass
+class SFTWarmupConfig(StageConfig):
+    """SFT warm-up: LoRA fine-tuning on the PAG dataset, loss on completions only."""
+
+    PRESETS = {
+        "cpu-smoke": {"max_steps": 4, "batch_size": 1, "grad_accum": 2, "max_length": 4096, "save_steps": 0,
+                      "output_dir": "outputs/sft-cpu-smoke"},
+        "gpu": {"model": "Qwen/Qwen2.5-7B-Instruct", "device": "cuda", "max_steps": 1000, "batch_size": 4,
+                "grad_accum": 4, "learning_rate": 1e-4, "gradient_checkpointing": True, "save_steps": 200,
+                "lora_r": 64, "lora_alpha": 128, "output_dir": "outputs/sft-gpu"},
+    }
+
+    dataset: str = _help("PAG dataset: a save_to_disk folder, .parquet or .jsonl (contract in parlmt.rl.data).", "")
+    modules: str | None = _help("Train only on these modules' rows (comma-separated: summarize,plan,act).")
+    epochs: float = _help("Passes over the dataset (max_steps, when positive, wins).", 1.0)
+    batch_size: int = _help("Rows per device per micro-batch.", 1)
+    grad_accum: int = _help("Micro-batches per optimizer step.", 4)
+    max_length: int = _help("Longest prompt+completion in tokens; longer rows are truncated from the end.", 8192)
+    experiment: str = _help("MLflow experiment name.", "parlmt-sft")
+    output_dir: str = _help("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/sft")
+
+
+@dataclass
+class PAGRLConfig(StageConfig):
+    """PAG-RL: GRPO over rollouts of the whole program (every module call is a sample)."""
+
+    PRESETS = {
+        "cpu-smoke": {"categories": "base", "max_tasks": 8, "num_generations": 2, "states_per_step": 1,
+                      "max_completion_tokens": 48, "max_steps_per_turn": 2, "max_steps": 3, "save_steps": 0,
+                      "eval_steps": 0, "learning_rate": 5e-5, "output_dir": "outputs/rl-cpu-smoke"},
+        "gpu": {"model": "Qwen/Qwen2.5-7B-Instruct", "device": "cuda", "categories": "base,miss_func,miss_param,"
+                "long_context", "num_generations": 8, "states_per_step": 8, "max_completion_tokens": 512,
+                "max_steps_per_turn": 8, "rollout_turns": 2, "max_steps": 500, "save_steps": 50, "eval_steps": 50,
+                "eval_states": 40, "learning_rate": 1e-5, "lora_r": 64, "lora_alpha": 128,
+                "gradient_checkpointing": True, "output_dir": "outputs/rl-gpu"},
+    }
+
+    program: str = _help("Program rolled out: progress (Summarize -> Plan -> Act, PAG-RL) or fullhistory "
+                         "(Act on the raw transcript: the MT-GRPO baseline).", "progress")
+    refresh: str = _help("Awareness refresh of the progress program: turn (summarize and plan once a turn, re-plan "
+                         "after a failed step) or step (before every Act step).", "turn")
+    categories: str = _help("Task sources, comma-separated: base, miss_func, miss_param, long_context, py:todo, ...",
+                            "base")
+    tasks: str | None = _help("Train on these task ids only (comma-separated, e.g. bfcl:base:3,py:todo:1); dev "
+                              "states still come from the categories.")
+    split: str = _help("Tasks of this split train (dev states are always from the dev split).", "train")
+    max_tasks: int | None = _help("At most this many tasks per category (first ones of the split).")
+    start_turns: str | None = _help("Start turns of the states, comma-separated (e.g. 0,1); unset: every turn.")
+    rollout_turns: int | None = _help("Turns the policy plays from the start turn (earlier ones are replayed from "
+                                      "the ground truth); 0 or unset plays to the end.", 1)
+    max_steps_per_turn: int = _help("Act steps allowed per turn (BFCL: 20). At least 2 when start turns > 0 (the "
+                                    "replay makes the calls, then replies).", 4)
+    num_generations: int = _help("G: rollouts per state; advantages compare the same module call across them.", 4)
+    states_per_step: int = _help("States rolled out per optimizer step (each G times); also the number of "
+                                 "micro-batches the step's samples are split into.", 2)
+    max_completion_tokens: int = _help("Token cap of every module call's completion.", 128)
+    temperature: float = _help("Sampling temperature of the rollouts (also the one the loss assumes).", 1.0)
+    beta: float = _help("KL penalty coefficient against the model without the new LoRA updates (0: no KL, no "
+                        "reference forward pass).", 0.01)
+    loss_type: str = _help("TRL loss: dapo (token-level, normalised over the whole step) or dr_grpo; grpo averages "
+                           "per sequence, which lets padding rows dilute it.", "dapo")
+    epsilon: float = _help("PPO clip range of the probability ratio.", 0.2)
+    scale_advantages: bool = _help("Divide advantages by their group's reward std (GRPO); off: Dr. GRPO.", False)
+    w_format: float = _help("Weight of the format-validity term (parseable, known function, schema-valid args).", 0.2)
+    w_calls: float = _help("Weight of call correctness (F1 against the turn's ground truth).", 0.5)
+    w_turn: float = _help("Weight of turn success (the checker's state and response match).", 1.0)
+    w_episode: float = _help("Weight of episode success (official checker over the turns played).", 0.5)
+    w_efficiency: float = _help("Weight of the efficiency penalty (repeated or surplus calls).", 0.2)
+    eval_steps: int = _help("Greedy accuracy on dev states every this many steps; 0: never.", 25)
+    eval_states: int = _help("Dev states in that evaluation.", 8)
+    learning_rate: float = _help("Peak learning rate (AdamW).", 2e-5)
+    experiment: str = _help("MLflow experiment name.", "parlmt-rl")
+    output_dir: str = _help("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/rl")
+
+    def weights(self) -> dict[str, float]:
+        """The reward weights by term name (``rewards.REWARD_TERMS``)."""
+        return {"format": self.w_format, "calls": self.w_calls, "turn": self.w_turn, "episode": self.w_episode,
+                "efficiency": self.w_efficiency}
+
+    def __post_init__(self):
+        if self.program not in ("progress", "fullhistory"):
+            raise ValueError(f"program must be progress or fullhistory, got {self.program!r}")
+        if self.refresh not in ("turn", "step"):
+            raise ValueError(f"refresh must be turn or step, got {self.refresh!r}")
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be at least 2: advantages compare rollouts of the same state")
+        if self.loss_type not in ("dapo", "dr_grpo"):
+            raise ValueError(f"loss_type must be dapo or dr_grpo, got {self.loss_type!r}")

@@ -1,0 +1,107 @@
+"""Training data: the PAG dataset contract (SFT), reference rows from ground truth, RL states.
+
+The PAG dataset
+---------------
+The SFT warm-up reads a Hugging Face ``datasets`` dataset (a ``save_to_disk`` folder, or a
+``.parquet`` / ``.jsonl`` file) in TRL's conversational prompt-completion format, one row per
+module call of a verified trajectory:
+
+- ``prompt``: the chat messages ``[{"role", "content"}, ...]`` exactly as the student's DSPy
+  adapter (``dspy.ChatAdapter``) renders the module's signature and inputs;
+- ``completion``: ``[{"role": "assistant", "content": ...}]``, the module's outputs in the same
+  adapter's format (``[[ ## field ## ]]`` sections, then ``[[ ## completed ## ]]``);
+- ``module`` (``summarize`` | ``plan`` | ``act``), ``task_id``, ``turn``, ``step``: where the call
+  happened, for filtering and statistics.
+
+optimize/ produces it from the teacher's verified trajectories; ``reference_rows`` produces it
+from the ground truth alone (the calls of each turn, their numbered list as the plan, the calls
+and results of earlier turns as the summary): the reference data path, used in tests and as an
+SFT baseline.
+
+RL states
+---------
+``state_rows`` lists the ``(task_id, turn)`` states GRPO samples from, with the turn's user
+message as ``prompt`` (what TRL's tables show; the rollout renders its own prompts).
+"""
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import dspy
+
+from parlmt.envs import Task, make_env
+from parlmt.programs.agents import SIGNATURES
+from parlmt.programs.trajectory import ModuleCall
+from parlmt.rl.rollout import build_scripted_program
+
+COLUMNS = ("prompt", "completion", "module", "task_id", "turn", "step")
+
+
+def module_row(call: ModuleCall, task_id: str) -> dict:
+    """A module call as a PAG dataset row, rendered by ``dspy.ChatAdapter``."""
+    adapter = dspy.ChatAdapter()
+    signature = SIGNATURES[call.module]
+    prompt = adapter.format(signature, demos=[], inputs=call.inputs)
+    completion = adapter.format_assistant_message_content(signature, call.outputs)
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}],
+            "module": call.module, "task_id": task_id, "turn": call.turn, "step": call.step}
+
+
+def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: Iterable[str] | None = None,
+                   max_steps: int = 20) -> list[dict]:
+    """PAG rows of every module call when ``program`` plays each task from its ground truth."""
+    wanted = set(modules or SIGNATURES)
+    rows = []
+    for task in tasks:
+        env = make_env(task, max_steps_per_turn=max_steps)
+        agent = build_scripted_program(program, env, live_from=None, max_steps=max_steps)
+        with dspy.context(adapter=dspy.ChatAdapter()):
+            trajectory = agent(task=env).trajectory
+        rows += [module_row(call, task.id) for call in trajectory.module_calls if call.module in wanted]
+    return rows
+
+
+def save_rows(rows: list[dict], path: str | Path) -> Path:
+    """Write rows as a dataset: a ``save_to_disk`` folder, or a ``.parquet`` / ``.jsonl`` file."""
+    from datasets import Dataset
+
+    path = Path(path)
+    dataset = Dataset.from_list(rows)
+    if path.suffix == ".parquet":
+        dataset.to_parquet(str(path))
+    elif path.suffix == ".jsonl":
+        dataset.to_json(str(path), lines=True)
+    else:
+        dataset.save_to_disk(str(path))
+    return path
+
+
+def load_pag_dataset(path: str | Path):
+    """A PAG dataset from a ``save_to_disk`` folder or a ``.parquet`` / ``.jsonl`` file, checked
+    against the contract (``ValueError`` naming what is missing)."""
+    from datasets import load_dataset, load_from_disk
+
+    path = Path(path)
+    if path.is_dir():
+        dataset = load_from_disk(str(path))
+    elif path.suffix in (".parquet", ".jsonl", ".json"):
+        kind = "parquet" if path.suffix == ".parquet" else "json"
+        dataset = load_dataset(kind, data_files=str(path), split="train")
+    else:
+        raise ValueError(f"{path}: expected a dataset folder (save_to_disk), a .parquet or a .jsonl file")
+    missing = [column for column in COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{path} lacks the PAG dataset column(s) {', '.join(missing)} (see parlmt.rl.data)")
+    first = dataset[0]
+    if not (isinstance(first["prompt"], list) and first["completion"][0].get("role") == "assistant"):
+        raise ValueError(f"{path}: prompt must be a list of chat messages and completion one assistant message")
+    return dataset
+
+
+def state_rows(tasks: Iterable[Task], turns: Iterable[int] | None = None) -> list[dict]:
+    """One row per ``(task, turn)`` state (``turns`` None: every turn of each task)."""
+    rows = []
+    for task in tasks:
+        for turn in range(len(task.turns)) if turns is None else [t for t in turns if t < len(task.turns)]:
+            rows.append({"prompt": [{"role": "user", "content": task.turns[turn]}], "task_id": task.id, "turn": turn})
+    return rows

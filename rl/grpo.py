@@ -1,0 +1,341 @@
+"""PAG-RL: GRPO (TRL) over rollouts of the whole agent, with per-turn composite rewards.
+
+Each optimizer step takes ``states_per_step`` states ``(task, turn)`` from the train split, plays
+the program ``num_generations`` times from each (``rollout.play``: the live LoRA policy generates
+every Summarize, Plan and Act call), scores every turn it played (``rewards``), and trains on every
+module call as one sample whose advantage is relative to the same call in the other rollouts of
+the state (``advantages``).
+
+Why a ``GRPOTrainer`` subclass rather than a ``rollout_func`` alone: TRL takes one sample per dataset
+row and centres advantages on blocks of ``num_generations`` rows, while a rollout of the program
+yields a varying number of module-call samples grouped by ``(task, turn, module, call index)``.
+``PAGRLTrainer`` overrides only ``_generate_and_score_completions``: it plays the rollouts, hands the
+parent the M samples through ``rollout_func`` (padded with fully masked rows to a multiple of
+``steps_per_generation``, the same count on every process) with ``num_generations = 1`` so that TRL
+builds the tensors, the KL reference, and the per-term reward statistics, then replaces TRL's
+advantages with the group-relative ones. That is private API: trl is pinned (==1.16.0) and the
+tests run it end to end.
+"""
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+
+import torch
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+from parlmt.envs import Task, load_task, load_tasks
+from parlmt.models import TransformersLM
+from parlmt.rl.advantages import group_advantages, zero_spread_share
+from parlmt.rl.config import PAGRLConfig
+from parlmt.rl.data import state_rows
+from parlmt.rl.fused_head import completion_tokens_only
+from parlmt.rl.policy import load_policy
+from parlmt.rl.rewards import REWARD_TERMS, composite, reward_terms
+from parlmt.rl.rollout import Rollout, play
+
+log = logging.getLogger(__name__)
+
+PADDING = "(padding)"
+TABLE_TEXT_CHARS = 2000
+
+
+class RewardColumn:
+    """A TRL reward function that reads one term the rollouts already computed (a ``reward_<term>``
+    column; None on padding rows, which TRL then leaves out of its statistics)."""
+
+    def __init__(self, term: str):
+        self.term = self.__name__ = term
+
+    def __call__(self, prompts, completions, **columns) -> list[float | None]:
+        return columns[f"reward_{self.term}"]
+
+
+class PAGRLTrainer(GRPOTrainer):
+    """``GRPOTrainer`` whose generation step rolls out the whole program (see the module docstring).
+
+    Args:
+        model: the policy (a PEFT model, or a base model with ``peft_config``).
+        config: the PAG-RL settings (program, rollout shape, reward weights, dev evaluation).
+        tasks: the tasks the dataset's ``task_id`` refer to, dev states' included.
+        dev_states: ``(task_id, turn)`` pairs for the greedy dev evaluation.
+        args, train_dataset, processing_class, peft_config: as for ``GRPOTrainer``; the dataset has
+            one row per state (``data.state_rows``).
+    """
+
+    def __init__(self, model, config: PAGRLConfig, tasks: dict[str, Task], args: GRPOConfig, train_dataset,
+                 processing_class, dev_states: list[tuple[str, int]] = (), peft_config=None):
+        self.pag, self.tasks, self.dev_states = config, tasks, list(dev_states)
+        self._prepared: dict | None = None
+        self._table: list[dict] = []
+        super().__init__(model=model, reward_funcs=[RewardColumn(term) for term in REWARD_TERMS], args=args,
+                         train_dataset=train_dataset, processing_class=processing_class, peft_config=peft_config,
+                         rollout_func=self._prepared_samples)
+        self.policy_lm = TransformersLM(model=self.model, tokenizer=self.processing_class, name="local/policy",
+                                        temperature=config.temperature, max_tokens=config.max_completion_tokens,
+                                        record_samples=True)
+
+    # ------------------------------------------------------------------ one generation step
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        with completion_tokens_only():
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
+        if not self.model.training:
+            raise RuntimeError("PAG-RL evaluates with evaluate_states (dev callback), not the trainer's eval loop")
+        rollouts = self._roll_out(inputs, desc=f"step {self.state.global_step + 1} rollouts")
+        rows, samples = self._sample_rows(rollouts)
+        real = len(rows)
+        rows, samples = self._pad(rows, samples)
+        self._prepared = {
+            "prompt_ids": [s["prompt_ids"] for s in samples],
+            "completion_ids": [s["completion_ids"] for s in samples],
+            "logprobs": [s["logprobs"] for s in samples],
+            "env_mask": [[int(row["prompt"] != PADDING)] * len(s["completion_ids"]) for row, s in zip(
+                rows, samples, strict=True)],
+        }
+        generations, self.num_generations = self.num_generations, 1  # TRL's own grouping: singletons
+        try:
+            output = super()._generate_and_score_completions(rows)
+        finally:
+            self.num_generations, self._prepared = generations, None
+        local, spread = self._advantages(rows)
+        output["advantages"] = torch.tensor(local, dtype=torch.float32, device=self.accelerator.device)
+        self._log_step(rollouts, rows[:real], local[:real], spread, padding=len(rows) - real)
+        return output
+
+    def _prepared_samples(self, prompts: list, trainer: GRPOTrainer) -> dict:
+        """The ``rollout_func`` TRL calls inside ``_generate``: the samples this step already made."""
+        if self._prepared is None or len(self._prepared["prompt_ids"]) != len(prompts):
+            raise RuntimeError("PAGRLTrainer generates in _generate_and_score_completions; no samples are prepared")
+        return self._prepared
+
+    def _roll_out(self, inputs: list[dict], desc: str) -> list[tuple[int, Rollout]]:
+        """One rollout per input row (the sampler repeats each state ``num_generations`` times)."""
+        config, model = self.pag, self.model
+        # Sampling in eval mode: the KV cache works (gradient checkpointing is off) and LoRA dropout is off.
+        model.eval()
+        rollouts = []
+        try:
+            for row in tqdm(inputs, desc=desc, leave=False, disable=not self.accelerator.is_local_main_process):
+                task = self.tasks[row["task_id"]]
+                rollout = play(config.program, task, row["turn"], self.policy_lm, turns=config.rollout_turns or None,
+                               max_steps=config.max_steps_per_turn, refresh=config.refresh)
+                rollouts.append((len(rollouts), rollout))
+        finally:
+            model.train()
+        return rollouts
+
+    def _sample_rows(self, rollouts: list[tuple[int, Rollout]]) -> tuple[list[dict], list[dict]]:
+        """Every tagged LM sample of every rollout as a row (key, rollout, reward terms) and its token ids."""
+        weights = self.pag.weights()
+        rank = self.accelerator.process_index
+        rows, samples = [], []
+        for number, rollout in rollouts:
+            terms_by_turn = {turn: reward_terms(outcome) for turn, outcome in rollout.outcomes.items()}
+            for sample in rollout.samples:
+                turn = sample.tags["turn"]
+                terms = terms_by_turn[turn]
+                rows.append({
+                    "prompt": f"{rollout.task_id} turn {turn} {sample.tags['module']}#{sample.tags['index']}",
+                    "key": (rollout.task_id, rollout.start, turn, sample.tags["module"], sample.tags["index"]),
+                    "rollout": (rank, number),
+                    "reward": composite(terms, weights),
+                    **{f"reward_{name}": value for name, value in terms.items()},
+                })
+                samples.append({"prompt_ids": sample.prompt_ids, "completion_ids": sample.completion_ids,
+                                "logprobs": sample.logprobs, "text": sample.text})
+        return rows, samples
+
+    def _pad(self, rows: list[dict], samples: list[dict]) -> tuple[list[dict], list[dict]]:
+        """Rows padded with fully masked ones to the same multiple of ``steps_per_generation`` on every process."""
+        chunks = self.args.steps_per_generation
+        largest = int(self.accelerator.gather(torch.tensor([len(rows)], device=self.accelerator.device)).max())
+        target = max(chunks, math.ceil(largest / chunks) * chunks)
+        tokenizer = self.processing_class
+        filler_row = {"prompt": PADDING, "key": None, "rollout": None, "reward": None,
+                      **{f"reward_{name}": None for name in REWARD_TERMS}}
+        filler = {"prompt_ids": [tokenizer.pad_token_id], "completion_ids": [tokenizer.eos_token_id],
+                  "logprobs": [0.0], "text": ""}
+        missing = target - len(rows)
+        return rows + [dict(filler_row) for _ in range(missing)], samples + [dict(filler) for _ in range(missing)]
+
+    def _advantages(self, rows: list[dict]) -> tuple[list[float], float]:
+        """This process's advantages (group-relative over every process's rows) and the share of groups
+        with no reward spread."""
+        from accelerate.utils import gather_object
+
+        every = gather_object([(row["key"], row["rollout"], row["reward"]) for row in rows])
+        real = [(i, key, rollout, reward) for i, (key, rollout, reward) in enumerate(every) if key is not None]
+        keys, rollouts, rewards = [r[1] for r in real], [r[2] for r in real], [r[3] for r in real]
+        values = group_advantages(keys, rollouts, rewards, scale=self.pag.scale_advantages)
+        advantages = [0.0] * len(every)
+        for (i, *_), value in zip(real, values, strict=True):
+            advantages[i] = value
+        start = self.accelerator.process_index * len(rows)
+        return advantages[start:start + len(rows)], zero_spread_share(keys, rollouts, rewards)
+
+    def _log_step(self, rollouts: list[tuple[int, Rollout]], rows: list[dict], advantages: list[float],
+                  spread: float, padding: int) -> None:
+        """Per-term means over played turns (not samples), sample counts, and the completions table."""
+        metrics = self._metrics["train"]
+        outcomes = [reward_terms(o) for _, r in rollouts for o in r.outcomes.values()]
+        weights = self.pag.weights()
+        for name in REWARD_TERMS:
+            metrics[f"pag/{name}"].append(mean(o[name] for o in outcomes))
+        metrics["pag/reward"].append(mean(composite(o, weights) for o in outcomes))
+        metrics["pag/samples"].append(len(rows))
+        metrics["pag/padding_rows"].append(padding)
+        metrics["pag/advantage_abs"].append(mean(abs(a) for a in advantages) if advantages else 0.0)
+        by_module = defaultdict(int)
+        for row in rows:
+            by_module[row["key"][3]] += 1
+        for module, count in by_module.items():
+            metrics[f"pag/samples_{module}"].append(count)
+        # TRL's grouping saw singletons; report the real share of groups whose rewards are all equal.
+        metrics["frac_reward_zero_std"][-1] = spread
+        samples = [s for _, r in rollouts for s in r.samples]
+        step = self.state.global_step + 1
+        self._table = [
+            {"step": step, "task_id": row["key"][0], "start_turn": row["key"][1], "turn": row["key"][2],
+             "module": row["key"][3], "call": row["key"][4], "rollout": row["rollout"][1],
+             "prompt_tokens": len(sample.prompt_ids), "completion_tokens": len(sample.completion_ids),
+             "completion": sample.text[:TABLE_TEXT_CHARS], "reward": row["reward"], "advantage": advantage,
+             **{name: row[f"reward_{name}"] for name in REWARD_TERMS}}
+            for row, sample, advantage in zip(rows, samples, advantages, strict=True)
+        ]
+
+    def pop_table(self) -> list[dict]:
+        """The last generation step's samples as table rows (once)."""
+        table, self._table = self._table, []
+        return table
+
+    # ------------------------------------------------------------------ dev evaluation
+
+    def evaluate_states(self, states: list[tuple[str, int]] | None = None) -> dict[str, float]:
+        """Greedy rollouts from dev states: turn success (accuracy), composite reward and each term."""
+        states = self.dev_states if states is None else states
+        config = self.pag
+        greedy = TransformersLM(model=self.model, tokenizer=self.processing_class, name="local/policy",
+                                temperature=0.0, max_tokens=config.max_completion_tokens, record_samples=True)
+        was_training = self.model.training
+        self.model.eval()
+        outcomes = []
+        try:
+            for task_id, turn in tqdm(states, desc="dev states", leave=False,
+                                      disable=not self.accelerator.is_local_main_process):
+                rollout = play(config.program, self.tasks[task_id], turn, greedy, turns=config.rollout_turns or None,
+                               max_steps=config.max_steps_per_turn, refresh=config.refresh)
+                outcomes += [reward_terms(o) for o in rollout.outcomes.values()]
+        finally:
+            self.model.train(was_training)
+        if not outcomes:
+            return {}
+        figures = {f"dev/{name}": mean(o[name] for o in outcomes) for name in REWARD_TERMS}
+        figures["dev/accuracy"] = figures["dev/turn"]
+        figures["dev/reward"] = mean(composite(o, config.weights()) for o in outcomes)
+        return figures
+
+
+class DevEvaluation(TrainerCallback):
+    """Every ``every`` steps, the trainer's greedy dev figures join the metrics of the next log."""
+
+    def __init__(self, trainer: PAGRLTrainer, every: int):
+        self.trainer, self.every = trainer, every
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.every and self.trainer.dev_states and state.global_step % self.every == 0:
+            for name, value in self.trainer.evaluate_states().items():
+                self.trainer._metrics["train"][name].append(value)
+
+
+# ---------------------------------------------------------------------- the stage
+
+
+@dataclass
+class RLResult:
+    """What a finished PAG-RL run leaves: the adapter folder, the MLflow run and the last logs."""
+
+    adapter: Path
+    run_id: str
+    log_history: list[dict]
+
+
+def training_tasks(config: PAGRLConfig, split: str) -> list[Task]:
+    """The tasks of every category in ``config.categories`` in ``split`` (at most ``max_tasks`` each);
+    for the training split, ``config.tasks`` instead when given."""
+    if config.tasks and split == config.split:
+        return [load_task(task_id.strip()) for task_id in config.tasks.split(",")]
+    tasks = []
+    for category in config.categories.split(","):
+        tasks += load_tasks(category.strip(), split=split)[: config.max_tasks]
+    return tasks
+
+
+def grpo_args(config: PAGRLConfig) -> GRPOConfig:
+    """TRL's config for the PAG-RL settings: one generation round per optimizer step, the samples split
+    into ``states_per_step`` micro-batches, ``temperature`` equal to the rollouts'."""
+    weights = config.weights()
+    return GRPOConfig(
+        **config.trainer_arguments(),
+        per_device_train_batch_size=config.num_generations,
+        gradient_accumulation_steps=config.states_per_step,
+        steps_per_generation=config.states_per_step,
+        num_generations=config.num_generations,
+        num_iterations=1,
+        max_completion_length=config.max_completion_tokens,
+        temperature=config.temperature,
+        beta=config.beta,
+        loss_type=config.loss_type,
+        epsilon=config.epsilon,
+        scale_rewards="none",
+        reward_weights=[weights[name] for name in REWARD_TERMS],
+        lr_scheduler_type="constant",
+        remove_unused_columns=False,
+    )
+
+
+def build_trainer(config: PAGRLConfig, model=None, tokenizer=None) -> PAGRLTrainer:
+    """The trainer for ``config``: the model (with ``config.adapter`` kept trainable, or a fresh LoRA),
+    the train states and the dev states. ``model``/``tokenizer`` skip loading (tests, benchmarks)."""
+    from datasets import Dataset
+
+    model, tokenizer, peft_config = load_policy(config, model, tokenizer)
+    turns = [int(t) for t in config.start_turns.split(",")] if config.start_turns else None
+    train = training_tasks(config, config.split)
+    dev = training_tasks(config, "dev") if config.eval_steps else []
+    rows = state_rows(train, turns)
+    if not rows:
+        raise ValueError(f"no training states in {config.categories} ({config.split} split, start turns {turns})")
+    dev_states = [(row["task_id"], row["turn"]) for row in state_rows(dev, turns)][: config.eval_states]
+    trainer = PAGRLTrainer(model, config, {task.id: task for task in train + dev}, grpo_args(config),
+                           Dataset.from_list(rows), tokenizer, dev_states, peft_config)
+    trainer.add_callback(DevEvaluation(trainer, config.eval_steps))
+    return trainer
+
+
+def train_rl(config: PAGRLConfig, trainer: PAGRLTrainer | None = None) -> RLResult:
+    """Run PAG-RL as ``config`` says, in an MLflow run: metrics every step, the completions table, the
+    final adapter (``<output_dir>/adapter``) as an artifact. ``config.resume`` continues a checkpoint.
+
+    ``trainer`` is one from ``build_trainer(config)`` that the caller adjusted (e.g. another
+    generation backend as ``trainer.policy_lm``); by default it is built here.
+    """
+    from parlmt.rl.tracking import MlflowLogger, log_adapter, stage_run
+
+    trainer = trainer or build_trainer(config)
+    with stage_run(config, f"rl-{config.program}") as run_id:
+        trainer.add_callback(MlflowLogger(table=trainer.pop_table))
+        resume = True if config.resume == "latest" else config.resume
+        trainer.train(resume_from_checkpoint=resume)
+        adapter = Path(config.output_dir) / "adapter"
+        trainer.save_model(str(adapter))
+        trainer.processing_class.save_pretrained(str(adapter))
+        log_adapter(adapter)
+    return RLResult(adapter, run_id, list(trainer.state.log_history))

@@ -1,0 +1,142 @@
+"""The composite PAG-RL reward: small pure functions of one played turn, weighted and summed.
+
+Each term reads a ``TurnOutcome`` (what the program did in one user turn, the turn's ground
+truth and the environment's verdicts) and returns a float; ``RLConfig`` holds one weight per
+term (``w_<term>``), and every term is logged on its own. Ranges are fixed so weights mean the
+same thing for every task:
+
+- ``format``: share of Act outputs that were usable: parseable, calling known and visible
+  functions with schema-valid arguments (a reply counts as usable). [0, 1]
+- ``calls``: F1 of the turn's calls against its ground truth, with partial credit for the
+  right function with some arguments wrong. 1 when both are empty. [0, 1]
+- ``turn``: the environment's turn check (BFCL: backend state and responses match a
+  ground-truth replay). {0, 1}
+- ``episode``: the episode check over every turn played so far (BFCL: the official
+  ``multi_turn_checker``). {0, 1}
+- ``efficiency``: minus the share of calls that repeat an earlier call of the turn or go
+  beyond the ground-truth count (a repeated ``authenticate_travel`` fails BFCL's state check;
+  extra calls cost latency even when harmless). [-1, 0]
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from parlmt.envs import Call, CallError, parse_calls
+
+# CallResult errors that mean the output was malformed, as opposed to a well-formed call the backend rejected.
+FORMAT_ERRORS = frozenset({"parse", "unknown_function", "hidden_function", "bad_arguments"})
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """One Act step: ``calls`` as the environment recorded them (canonical text), one ``errors``
+    entry per call (a ``CallResult.error``), or a ``format_error`` when nothing could be read."""
+
+    calls: tuple[str, ...] = ()
+    errors: tuple[str | None, ...] = ()
+    format_error: str | None = None
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """A played turn: its Act steps, its ground-truth calls (canonical text) and the verdicts."""
+
+    steps: tuple[StepOutcome, ...]
+    truth: tuple[str, ...]
+    passed: bool
+    episode_passed: bool
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def calls(self) -> list[str]:
+        """Every call the turn attempted, in order (refused ones included)."""
+        return [call for step in self.steps for call in step.calls]
+
+
+def format_validity(outcome: TurnOutcome) -> float:
+    """Mean over Act steps of the share of usable calls (1 for a reply, 0 for unreadable output)."""
+    if not outcome.steps:
+        return 0.0
+    scores = []
+    for step in outcome.steps:
+        if step.format_error is not None:
+            scores.append(0.0)
+        elif not step.errors:
+            scores.append(1.0)
+        else:
+            scores.append(sum(error not in FORMAT_ERRORS for error in step.errors) / len(step.errors))
+    return sum(scores) / len(scores)
+
+
+def call_correctness(outcome: TurnOutcome) -> float:
+    """F1 of the attempted calls against the ground truth; a pair scores 1 when identical and the
+    share of agreeing arguments when only the function matches (matched greedily, best first)."""
+    predicted, truth = [_parse(text) for text in outcome.calls], [_parse(text) for text in outcome.truth]
+    if not predicted and not truth:
+        return 1.0
+    unmatched = list(range(len(predicted)))
+    total = 0.0
+    for expected in truth:
+        scores = [(call_similarity(predicted[i], expected), i) for i in unmatched]
+        if scores:
+            best, index = max(scores)
+            if best > 0:
+                total += best
+                unmatched.remove(index)
+    return 2 * total / (len(predicted) + len(truth))
+
+
+def call_similarity(call: Call | None, expected: Call | None) -> float:
+    """1 for the same call, the share of agreeing keyword arguments for the same function, else 0."""
+    if call is None or expected is None or call.name != expected.name or call.args:
+        return 0.0
+    names = call.kwargs.keys() | expected.kwargs.keys()
+    if not names:
+        return 1.0
+    return sum(call.kwargs.get(n, _MISSING) == expected.kwargs.get(n, _MISSING) for n in names) / len(names)
+
+
+def turn_success(outcome: TurnOutcome) -> float:
+    """1 when the environment's turn check passed."""
+    return float(outcome.passed)
+
+
+def episode_success(outcome: TurnOutcome) -> float:
+    """1 when the episode check passed over every turn played so far."""
+    return float(outcome.episode_passed)
+
+
+def efficiency(outcome: TurnOutcome) -> float:
+    """Minus the share (of the ground-truth count, at least 1) of repeated or surplus calls, down to -1."""
+    calls = outcome.calls
+    repeated = len(calls) - len(set(calls))
+    surplus = max(0, len(calls) - len(outcome.truth))
+    return 0.0 - min(1.0, max(repeated, surplus) / max(1, len(outcome.truth)))
+
+
+REWARD_TERMS: dict[str, Callable[[TurnOutcome], float]] = {
+    "format": format_validity,
+    "calls": call_correctness,
+    "turn": turn_success,
+    "episode": episode_success,
+    "efficiency": efficiency,
+}
+
+
+def reward_terms(outcome: TurnOutcome) -> dict[str, float]:
+    """Every term of one turn, by name."""
+    return {name: term(outcome) for name, term in REWARD_TERMS.items()}
+
+
+def composite(terms: dict[str, float], weights: dict[str, float]) -> float:
+    """The weighted sum of the terms (a term with no weight counts 0)."""
+    return sum(weights.get(name, 0.0) * value for name, value in terms.items())
+
+
+def _parse(text: str) -> Call | None:
+    try:
+        calls = parse_calls(text)
+    except CallError:
+        return None
+    return calls[0] if len(calls) == 1 else None

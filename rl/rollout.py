@@ -1,0 +1,159 @@
+"""Rollouts of the real agent from a turn's state, with every module call kept as a training sample.
+
+A *state* is ``(task, turn)``: the earlier turns are replayed from the ground truth and the
+policy plays from ``turn`` on. ``play`` builds the agent from ``programs`` (``progress`` or
+``fullhistory``) with each module wrapped in a ``Scripted`` module: before the live turn it answers
+from the ground truth without an LM (so the transcript, Summarize's input, holds the real calls
+and results of the earlier turns), from then on it calls the real ``dspy.Predict`` and tags the
+LM samples it caused with ``(module, turn, call index)``. The same wrapper with no live turn plays
+a whole episode from the ground truth: the reference data path (``data.reference_rows``).
+
+The agent's ``forward`` plays every turn of the task it is given, so ``play`` hands it a task cut
+after the last turn to play. (A ``programs`` hook to start at a given turn with a transcript would
+make the wrapper's ground-truth half unnecessary.)
+"""
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+import dspy
+
+from parlmt.envs import Task, ToolEnv, make_env
+from parlmt.programs.agents import SIGNATURES, build_program
+from parlmt.programs.trajectory import Trajectory
+from parlmt.rl.rewards import StepOutcome, TurnOutcome
+
+log = logging.getLogger(__name__)
+
+CANNOT = "I cannot complete this request with the available tools and information."
+DONE = "Done."
+NO_CALLS_PLAN = "1. No tool call can complete this request: tell the user what is missing."
+
+
+class Scripted(dspy.Module):
+    """One module of the agent: ground truth before turn ``live_from``, ``predictor`` from then on.
+
+    Args:
+        module: ``summarize``, ``plan`` or ``act``.
+        predictor: the module's real predictor (``dspy.Predict`` of its signature).
+        env: the episode's environment (read for the current turn and its ground truth).
+        live_from: first turn played by ``predictor``; None plays every turn from the ground truth.
+        lm: the policy LM whose ``samples`` this module's live calls are tagged in.
+    """
+
+    def __init__(self, module: str, predictor: dspy.Module, env: ToolEnv, live_from: int | None, lm=None):
+        super().__init__()
+        self.module, self.predictor, self.live_from, self.policy = module, predictor, live_from, lm
+        self._env = env
+        self._calls: dict[int, int] = {}  # turn -> calls of this module so far
+
+    def forward(self, **inputs: str) -> dspy.Prediction:
+        turn = self._env.turn
+        index = self._calls.get(turn, 0)
+        self._calls[turn] = index + 1
+        if self.live_from is None or turn < self.live_from:
+            return dspy.Prediction(**oracle_outputs(self.module, self._env, index))
+        first = len(self.policy.samples)
+        try:
+            return self.predictor(**inputs)
+        finally:  # an unreadable output raises from the adapter, and its sample still trains
+            for sample in self.policy.samples[first:]:
+                sample.tags.update(module=self.module, turn=turn, index=index)
+
+
+def oracle_outputs(module: str, env: ToolEnv, index: int) -> dict[str, str]:
+    """What a module writes when it plays the ground truth: the calls of the turn in one step then a
+    reply; their numbered list as the plan; the calls and results of earlier turns as the summary."""
+    truth = [call.canonical() for call in env.ground_truth()]
+    if module == "summarize":
+        return {"summary": oracle_summary(env)}
+    if module == "plan":
+        steps = [f"{i}. {call}" for i, call in enumerate(truth, 1)] or [NO_CALLS_PLAN]
+        return {"plan": "\n".join(steps)}
+    if not truth:
+        return {"calls": "[]", "reply": CANNOT}
+    if index == 0:
+        return {"calls": f"[{', '.join(truth)}]", "reply": ""}
+    return {"calls": "[]", "reply": DONE}
+
+
+def oracle_summary(env: ToolEnv, max_result_chars: int = 200) -> str:
+    """Earlier turns' requests, executed calls and (shortened) results, one line each."""
+    lines = []
+    for step in env.trajectory:
+        if step.turn >= env.turn:
+            break
+        for result in step.results:
+            if result.executed:
+                text = result.observation.replace("\n", " ")[:max_result_chars]
+                lines.append(f"Turn {step.turn + 1}: {result.call} -> {text}")
+    return "\n".join(lines) or "Nothing has been done yet."
+
+
+@dataclass
+class Rollout:
+    """One play of the program from a state: the LM samples it produced (tagged), its trajectory,
+    and the outcome of every turn the policy played."""
+
+    task_id: str
+    start: int
+    trajectory: Trajectory
+    samples: list = field(default_factory=list)
+    outcomes: dict[int, TurnOutcome] = field(default_factory=dict)
+
+
+def episode_task(task: Task, start: int, turns: int | None) -> Task:
+    """``task`` cut after turn ``start + turns - 1`` (``turns`` None keeps every turn)."""
+    if task.ground_truth is None:
+        raise ValueError(f"task {task.id} has no ground truth: RL needs it for the earlier turns and the rewards")
+    if not 0 <= start < len(task.turns):
+        raise ValueError(f"task {task.id} has {len(task.turns)} turns, no turn {start}")
+    end = len(task.turns) if turns is None else min(len(task.turns), start + turns)
+    return dataclasses.replace(task, turns=task.turns[:end], ground_truth=task.ground_truth[:end])
+
+
+def build_scripted_program(program: str, env: ToolEnv, live_from: int | None, lm=None, max_steps: int = 20,
+                           refresh: str = "turn") -> dspy.Module:
+    """The agent named ``program`` with every module wrapped in ``Scripted``."""
+    options = {"refresh": refresh} if program == "progress" else {}
+    modules = ("summarize", "plan", "act") if program == "progress" else ("act",)
+    wrapped = {m: Scripted(m, dspy.Predict(SIGNATURES[m]), env, live_from, lm) for m in modules}
+    return build_program(program, max_steps=max_steps, **options, **wrapped)
+
+
+def play(program: str, task: Task, start: int, lm, *, turns: int | None = 1, max_steps: int = 20,
+         refresh: str = "turn") -> Rollout:
+    """Play ``program`` with ``lm`` from turn ``start`` of ``task`` (earlier turns replayed from the
+    ground truth) for ``turns`` turns (None: to the end).
+
+    ``lm`` is a ``TransformersLM`` with ``record_samples=True``; its sample list is cleared first.
+    ChatAdapter's JSON retry is off, so each module call is exactly one LM call, one sample.
+    """
+    if start > 0 and max_steps < 2:
+        raise ValueError("replaying earlier turns takes two Act steps a turn (calls, then reply): max_steps >= 2")
+    env = make_env(episode_task(task, start, turns), max_steps_per_turn=max_steps)
+    agent = build_scripted_program(program, env, start, lm, max_steps, refresh)
+    lm.samples.clear()
+    with dspy.context(lm=lm, adapter=dspy.ChatAdapter(use_json_adapter_fallback=False)):
+        trajectory = agent(task=env).trajectory
+    rollout = Rollout(task.id, start, trajectory, samples=list(lm.samples))
+    rollout.outcomes = turn_outcomes(trajectory, env, first=start)
+    return rollout
+
+
+def turn_outcomes(trajectory: Trajectory, env: ToolEnv, first: int = 0) -> dict[int, TurnOutcome]:
+    """The ``TurnOutcome`` of every turn from ``first`` on that the trajectory played."""
+    outcomes = {}
+    for record in trajectory.turns:
+        if record.turn < first:
+            continue
+        steps = tuple(
+            StepOutcome(tuple(s.calls), tuple(s.errors), s.format_error)
+            for s in trajectory.steps
+            if s.turn == record.turn
+        )
+        truth = tuple(call.canonical() for call in env.ground_truth(record.turn))
+        outcomes[record.turn] = TurnOutcome(steps, truth, bool(record.passed), bool(trajectory.passed),
+                                            meta={"task_id": trajectory.task_id, "turn": record.turn})
+    return outcomes

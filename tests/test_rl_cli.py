@@ -1,0 +1,50 @@
+"""rl/cli.py: config options from the dataclass fields, presets with explicit overrides, and the
+``train data`` command writing a PAG dataset that loads back."""
+
+import argparse
+
+import pytest
+
+from parlmt.rl import cli as rl_cli
+from parlmt.rl.config import PAGRLConfig, SFTWarmupConfig
+from parlmt.rl.data import load_pag_dataset
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="parlmt")
+    rl_cli.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_preset_then_explicit_options():
+    args = parse(["train", "rl", "--preset", "cpu-smoke", "--program", "fullhistory", "--max-steps", "7",
+                  "--w-turn", "2.5", "--no-gradient-checkpointing"])
+    config = rl_cli.config_from_args(PAGRLConfig, args)
+    assert config.program == "fullhistory" and config.max_steps == 7 and config.w_turn == 2.5
+    assert config.num_generations == PAGRLConfig.PRESETS["cpu-smoke"]["num_generations"]
+    assert config.adapter is None  # no --adapter: the "w/o PAG" ablation (no SFT warm-up)
+    assert rl_cli.config_from_args(PAGRLConfig, parse(["train", "rl"])) == PAGRLConfig()
+    sft = rl_cli.config_from_args(SFTWarmupConfig, parse(["train", "sft", "--preset", "gpu", "--dataset", "d"]))
+    assert sft.device == "cuda" and sft.dataset == "d"
+
+
+def test_every_field_is_an_option_with_its_doc(capsys):
+    with pytest.raises(SystemExit):
+        parse(["train", "rl", "--help"])
+    text = capsys.readouterr().out
+    assert "--num-generations" in text and "rollouts per state" in text and "cpu-smoke" in text
+
+
+def test_bad_values_are_refused():
+    with pytest.raises(ValueError, match="program"):
+        rl_cli.config_from_args(PAGRLConfig, parse(["train", "rl", "--program", "other"]))
+    with pytest.raises(ValueError, match="preset"):
+        PAGRLConfig.from_preset("tpu")
+
+
+def test_train_data_writes_a_pag_dataset(tmp_path, capsys):
+    out = tmp_path / "pag.jsonl"
+    args = parse(["train", "data", "--out", str(out), "--categories", "py:todo", "--modules", "act"])
+    assert args.func(args) == 0
+    dataset = load_pag_dataset(out)
+    assert set(dataset["module"]) == {"act"} and "rows from 4 tasks" in capsys.readouterr().out

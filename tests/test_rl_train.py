@@ -1,0 +1,181 @@
+"""rl/: rollouts of the real agent, the SFT warm-up and PAG-RL (TRL GRPO + PEFT) on the tiny model,
+with MLflow read back, checkpoint resume, and adapters loadable by ``ModelConfig(adapter=...)``.
+
+PAG-RL moves the weights only when rollouts of a state earn different rewards, and a random model
+never writes a parseable call. So the RL runs generate through ``ScriptedPolicy``: the policy LM
+seam (``trainer.policy_lm``, where a vLLM backend would plug in) answering from a script that
+alternates a right and an unparseable Act. Everything else is real: the agent, the environment and
+its checker, the rewards, TRL's loss on the tiny model's log-probs, LoRA, checkpoints and MLflow.
+The real model's own sampling is covered by the rollout tests."""
+
+import itertools
+import shutil
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+
+from parlmt.envs import load_task, load_tasks
+from parlmt.models import ModelConfig, Sample, TransformersLM, load_model
+from parlmt.rl.config import PAGRLConfig, SFTWarmupConfig
+from parlmt.rl.data import load_pag_dataset, reference_rows, save_rows
+from parlmt.rl.rollout import play
+
+TASK = "py:todo:0"
+SCRIPT = {  # what ScriptedPolicy writes, by module, in turn
+    "plan": ["1. add_item(title='buy milk', tags=['home'])"],
+    "act": ["[add_item(title='buy milk', tags=['home'])]", "[add_item(title='buy milk'"],
+}
+
+
+class ScriptedPolicy(TransformersLM):
+    """A TransformersLM whose completions come from ``SCRIPT`` (cycled per module) instead of sampling;
+    prompts are rendered by the real chat template, so the trainer scores the real token ids."""
+
+    def __init__(self, model, tokenizer):
+        super().__init__(model=model, tokenizer=tokenizer, temperature=1.0, max_tokens=40, record_samples=True)
+        self.cycles = {module: itertools.cycle(texts) for module, texts in SCRIPT.items()}
+
+    def generate(self, messages, **options) -> Sample:
+        system = messages[0]["content"]
+        module = "plan" if "`plan` (str): numbered" in system else "act"
+        text = next(self.cycles[module])
+        prompt_ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                        return_dict=True)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        sample = Sample(messages, list(prompt_ids), ids, [0.0] * len(ids), text, "stop")
+        self.samples.append(sample)
+        return sample
+
+
+def rl_config(model_dir, tmp_path, **overrides) -> PAGRLConfig:
+    values = dict(model=str(model_dir), dtype="float32", categories="py:todo", tasks=TASK, start_turns="0",
+                  num_generations=4, states_per_step=1, max_completion_tokens=12, max_steps_per_turn=1,
+                  max_steps=2, save_steps=1, eval_steps=2, eval_states=1, learning_rate=5e-3, beta=0.01,
+                  lora_r=4, lora_alpha=8, output_dir=str(tmp_path / "rl"), mlruns=str(tmp_path / "mlruns"))
+    return PAGRLConfig(**{**values, **overrides})
+
+
+def lora_weights(folder) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_rollout_from_a_later_turn_replays_the_ground_truth(tiny_model_dir):
+    model, tokenizer = load_model(ModelConfig(str(tiny_model_dir), dtype="float32"))
+    lm = TransformersLM(model=model, tokenizer=tokenizer, temperature=1.0, max_tokens=4, record_samples=True)
+    rollout = play("progress", load_task(TASK), 1, lm, max_steps=2)
+    # turn 0 came from the ground truth (no LM call); turn 1 is the policy's: Summarize, Plan, Act
+    assert rollout.trajectory.executed[0] == [["add_item(title='buy milk', tags=['home'])"]]
+    assert [s.tags["module"] for s in rollout.samples][:3] == ["summarize", "plan", "act"]
+    assert all(s.tags["turn"] == 1 for s in rollout.samples)
+    assert "add_item(title='buy milk'" in rollout.samples[0].messages[-1]["content"]  # Summarize reads turn 0
+    assert list(rollout.outcomes) == [1]
+    assert len(rollout.trajectory.turns) == 2  # the task was cut after the played turn
+    baseline = play("fullhistory", load_task(TASK), 1, lm, max_steps=2)
+    assert {s.tags["module"] for s in baseline.samples} == {"act"}
+
+
+def test_reference_rows_match_what_the_agent_renders(tiny_model_dir, tmp_path):
+    rows = reference_rows(load_tasks("py:todo", split="train"))
+    assert {r["module"] for r in rows} == {"summarize", "plan", "act"}
+    act = next(r for r in rows if r["module"] == "act" and r["task_id"] == TASK and r["turn"] == 0)
+    assert "[add_item(title='buy milk', tags=['home'])]" in act["completion"][0]["content"]
+    # The agent, played live at turn 0, renders the same Plan prompt as the reference row.
+    model, tokenizer = load_model(ModelConfig(str(tiny_model_dir), dtype="float32"))
+    lm = TransformersLM(model=model, tokenizer=tokenizer, max_tokens=2, record_samples=True)
+    plan_row = next(r for r in rows if r["module"] == "plan" and r["task_id"] == TASK and r["turn"] == 0)
+    assert play("progress", load_task(TASK), 0, lm, max_steps=1).samples[0].messages == plan_row["prompt"]
+    bfcl = reference_rows([load_task("bfcl:base:3")], program="fullhistory")
+    assert [r["module"] for r in bfcl] == ["act"] * 4
+    path = save_rows(rows, tmp_path / "pag.parquet")
+    assert len(load_pag_dataset(path)) == len(rows)
+    with pytest.raises(ValueError, match="lacks"):
+        load_pag_dataset(save_rows([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows],
+                                   tmp_path / "bad.parquet"))
+
+
+def test_sft_lowers_the_loss_and_saves_a_loadable_adapter(tiny_model_dir, tmp_path):
+    from datasets import Dataset
+
+    from parlmt.rl.sft import train_sft
+
+    rows = [r for r in reference_rows(load_tasks("py:todo", split="train")) if r["module"] == "act"][:8]
+    assert len(rows) == 8
+    save_rows(rows, tmp_path / "pag")
+    config = SFTWarmupConfig(model=str(tiny_model_dir), dtype="float32", dataset=str(tmp_path / "pag"),
+                             max_steps=8, batch_size=4, grad_accum=1, learning_rate=3e-2, lora_r=8, lora_alpha=16,
+                             save_steps=0, output_dir=str(tmp_path / "sft"), mlruns=str(tmp_path / "mlruns"))
+    result = train_sft(config)
+    losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
+    assert len(losses) == 8
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.2  # from ln(vocab) = 11.9 for a random model
+    model, _ = load_model(ModelConfig(str(tiny_model_dir), dtype="float32", adapter=str(result.adapter)))
+    assert hasattr(model, "peft_config")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert len(client.get_metric_history(result.run_id, "loss")) == 8
+    assert any(a.path == "adapter" for a in client.list_artifacts(result.run_id))
+    assert isinstance(Dataset.from_list(rows), Dataset)
+
+
+def scripted_run(config: PAGRLConfig):
+    from parlmt.rl.grpo import build_trainer, train_rl
+
+    trainer = build_trainer(config)
+    trainer.policy_lm = ScriptedPolicy(trainer.model, trainer.processing_class)
+    return train_rl(config, trainer)
+
+
+@pytest.fixture(scope="module")
+def rl_run(tiny_model_dir, tmp_path_factory):
+    config = rl_config(tiny_model_dir, tmp_path_factory.mktemp("rl"))
+    return config, scripted_run(config)
+
+
+def test_rl_changes_the_lora_weights_and_logs_every_metric(rl_run):
+    config, result = rl_run
+    weights = lora_weights(result.adapter)
+    lora_b = [w for name, w in weights.items() if "lora_B" in name]
+    assert lora_b and any(w.abs().sum() > 0 for w in lora_b)  # LoRA B starts at zero
+    history = [e for e in result.log_history if "pag/reward" in e]
+    assert len(history) == 2
+    assert any(e["pag/advantage_abs"] > 0 for e in history)
+    assert all(e["pag/samples_plan"] == e["pag/samples_act"] == 4 for e in history)  # 1 state x 4 rollouts
+    assert all(e["pag/turn"] == 0.5 and e["pag/format"] == 0.5 for e in history)  # right, broken, right, broken
+
+    client = MlflowClient(f"sqlite:///{config.mlruns}/mlflow.db")
+    run = client.get_run(result.run_id)
+    expected = ["loss", "kl", "entropy", "grad_norm", "reward", "frac_reward_zero_std", "pag/reward",
+                "pag/samples", "dev/accuracy", "dev/reward"]
+    expected += [f"pag/{t}" for t in ("format", "calls", "turn", "episode", "efficiency")]
+    expected += [f"rewards/{t}/mean" for t in ("format", "calls", "turn", "episode", "efficiency")]
+    missing = [name for name in expected if name not in run.data.metrics]
+    assert not missing
+    assert [m.step for m in client.get_metric_history(result.run_id, "pag/reward")] == [1, 2]
+    assert run.data.params["program"] == "progress" and run.data.params["w_turn"] == "1.0"
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"adapter", "completions.json"} <= artifacts
+    table = client.load_table(run.info.experiment_id, "completions.json", run_ids=[result.run_id])
+    assert len(table) == 16 and set(table["module"]) == {"plan", "act"}
+    assert table["advantage"].abs().sum() > 0
+
+    # the adapter loads for `parlmt eval --adapter` and generates
+    model, tokenizer = load_model(ModelConfig(config.model, "float32", adapter=str(result.adapter)))
+    lm = TransformersLM(model=model, tokenizer=tokenizer, max_tokens=40)
+    assert lm.generate([{"role": "user", "content": "hi"}], max_tokens=4).completion_ids
+
+
+def test_resume_from_a_checkpoint_matches_the_uninterrupted_run(rl_run, tmp_path):
+    config, result = rl_run
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(f"{config.output_dir}/checkpoint-1", resumed_dir / "checkpoint-1")
+    resumed = rl_config(config.model, tmp_path, output_dir=str(resumed_dir), resume="latest",
+                        mlruns=config.mlruns)
+    again = scripted_run(resumed)
+    first, second = lora_weights(result.adapter), lora_weights(again.adapter)
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name])
+    step2 = [e for e in again.log_history if e.get("step") == 2 and "pag/reward" in e]
+    original = [e for e in result.log_history if e.get("step") == 2 and "pag/reward" in e]
+    assert step2[0]["pag/reward"] == original[0]["pag/reward"]
