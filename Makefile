@@ -7,6 +7,8 @@ STAMP := $(VENV)/.parlmt-setup
 # pip takes the CPU build of torch from this machine's disk; pinning it first keeps
 # any later dependency from pulling a multi-GB CUDA build.
 TORCH := torch==2.13.0
+# bfcl-eval's declared dependencies weigh ~6 GB; its loader, backends and checker need only
+# requirements/bfcl.txt, so it is installed with --no-deps.
 BFCL := bfcl-eval==2026.3.23
 
 .PHONY: setup test demo lint bench teacher serve-extra lock clean
@@ -18,9 +20,11 @@ $(STAMP): pyproject.toml constraints.txt requirements/bfcl.txt
 	$(BIN)/python -m pip install -q pip==26.3
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -c constraints.txt -e ".[student,dev]"
-	# bfcl-eval's declared dependencies weigh ~6 GB; its loader, backends and checker need only these.
 	$(BIN)/pip install -q --no-deps $(BFCL)
 	$(BIN)/pip install -q -c constraints.txt -r requirements/bfcl.txt
+	# The UI test drives Debian's Chromium (Playwright's own browser download needs the internet).
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| (echo "install Debian's chromium (root: apt-get install chromium)" && exit 1)
 	touch $@
 
 test: setup

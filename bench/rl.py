@@ -23,7 +23,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 RESULTS = Path(__file__).parent / "results" / "rl.json"
-TASKS = "bfcl:base:1,bfcl:base:2"  # train-split BFCL tasks; each step plays one from turn 0
+TASKS = "py:todo:0,py:todo:1"  # train-split tasks with short prompts (~600 tokens): a CPU bench in minutes
 
 
 def peak_rss_mb() -> float:
@@ -111,7 +111,8 @@ def run_plain(args) -> dict:
 
 
 def run_tokens(args) -> dict:
-    """Mean prompt/completion tokens per module-call sample, ProgressAware vs FullHistory, from turn 2."""
+    """Mean prompt/completion tokens per module-call sample, ProgressAware vs FullHistory, at turn 1
+    (turn 0 replayed from the ground truth, so FullHistory's transcript and Summarize have something to read)."""
     from parlmt.envs import load_task
     from parlmt.models import ModelConfig, TransformersLM, load_model
     from parlmt.rl.rollout import play
@@ -123,7 +124,7 @@ def run_tokens(args) -> dict:
     for program in ("progress", "fullhistory"):
         samples = []
         for task_id in TASKS.split(","):
-            samples += play(program, load_task(task_id), 2, lm, max_steps=2).samples
+            samples += play(program, load_task(task_id), 1, lm, max_steps=2).samples
         acts = [s for s in samples if s.tags["module"] == "act"]
         figures[program] = {
             "samples": len(samples),

@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_eval)
 
+    ui = subparsers.add_parser("ui", help="open the MLflow UI over mlruns/ (every eval, optimize and train run)")
+    ui.add_argument("--mlruns", type=Path, help="MLflow folder (default: the repository's mlruns/)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=run_ui)
+
 
 def make_lm(spec: str, max_tokens: int, temperature: float = 0.0, adapter: str | None = None,
             api_base: str | None = None, **litellm_options):
@@ -113,6 +118,21 @@ def run_eval(args: argparse.Namespace) -> int:
     print(format_table(table, wall_s))
     print(f"trajectories: {out}  summary: {out.with_suffix('.summary.json')}")
     return 0
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    from parlmt.programs.tracking import UIServer
+
+    try:
+        with UIServer(args.mlruns, args.port) as server:
+            print(f"MLflow UI at {server.url}  (store: {server.root}; Ctrl-C to stop)")
+            while server.process.poll() is None:
+                time.sleep(1)
+            print(f"mlflow server exited with code {server.process.returncode}", file=sys.stderr)
+            return 1
+    except (FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def _log_results(table: dict, trajectories: list, wall_s: float, out: Path, name: str) -> None:
