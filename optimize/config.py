@@ -49,7 +49,7 @@ class PAGConfig:
     teacher's summary and plan."""
     student: str = "embedded:student"
     """The target model for model-aware verification (any model spec ``ModelConfig`` accepts)."""
-    student_max_tokens: int = 160
+    student_max_tokens: int = 64
     """Cap on tokens of the student's verification answer."""
     max_steps: int = 20
     """Act steps per turn (BFCL's cap)."""

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dspy
+from dspy.adapters import ChatAdapter
+from dspy.utils.exceptions import AdapterParseError
 from tqdm import tqdm
 
 from parlmt.envs import CallError, Task, load_tasks, make_env
 from parlmt.optimize.config import PAGConfig
 from parlmt.optimize.reference import GuidedPlan, reference_agent
-from parlmt.programs import extract_calls
+from parlmt.programs import extract_calls, salvage_calls
 from parlmt.programs.trajectory import Trajectory
 from parlmt.signatures import Act
 
@@ -52,12 +54,18 @@ class StudentCheck:
         call next (a plan-following student often writes the following calls too). A step with no
         expected calls (the closing reply) matches only an answer with no calls.
         """
-        with dspy.context(lm=self.lm):
+        # Calls come first in Act's output: a reply cut short by max_tokens still holds them, so read
+        # them off the raw text instead of paying for a second (JSON adapter) generation.
+        with dspy.context(lm=self.lm, adapter=ChatAdapter(use_json_adapter_fallback=False)):
             try:
-                prediction = dspy.Predict(Act)(**inputs)
-                calls = [call.canonical() for call in extract_calls(str(prediction.calls))]
-            except (CallError, dspy.utils.exceptions.AdapterParseError) as error:
+                try:
+                    text = str(dspy.Predict(Act)(**inputs).calls)
+                    calls = extract_calls(text)
+                except AdapterParseError as error:
+                    calls = salvage_calls(error.lm_response or "")
+            except CallError as error:
                 return None, f"student_unparseable: {str(error)[:200]}"
+        calls = [call.canonical() for call in calls]
         if calls[: len(expected)] != expected or (not expected and calls):
             return calls, f"student_mismatch: wrote [{', '.join(calls)}]"
         return calls, None
