@@ -12,6 +12,7 @@ from parlmt.envs import cli as envs_cli
 from parlmt.models import cli as models_cli
 from parlmt.optimize import cli as optimize_cli
 from parlmt.programs import cli as programs_cli
+from parlmt.rl import cli as rl_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     envs_cli.register(subparsers)
     programs_cli.register(subparsers)
     optimize_cli.register(subparsers)
+    rl_cli.register(subparsers)
     return parser
 
 

@@ -90,9 +90,10 @@ def run_plain(args) -> dict:
     model, tokenizer = load_model(ModelConfig(args.model, args.dtype), trainable=True)
     per_step = args.prompts_per_step
     config = GRPOConfig(
-        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.g, gradient_accumulation_steps=1,
-        num_generations=args.g, max_completion_length=args.tokens, temperature=1.0, beta=0.0,
-        generation_batch_size=args.g * per_step, max_steps=args.steps, logging_steps=1, save_strategy="no",
+        # as in the PAG loop: one generation round per optimizer step, every completion trained on in that step
+        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.g, gradient_accumulation_steps=per_step,
+        steps_per_generation=per_step, num_generations=args.g, max_completion_length=args.tokens,
+        temperature=1.0, beta=0.0, max_steps=args.steps, logging_steps=1, save_strategy="no",
         report_to="none", bf16=args.dtype == "bfloat16", use_cpu=True, gradient_checkpointing=False, seed=0,
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[lambda completions, **_: [len(str(c)) / 100 for c in completions]],
@@ -145,14 +146,18 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=16, help="max new tokens per module call / completion")
     parser.add_argument("--prompts-per-step", type=int, default=2,
                         help="plain GRPO prompts per step (PAG: Plan + Act per rollout at turn 0 = 2)")
+    parser.add_argument("--parts", default="pag,plain,tokens",
+                        help="parts to (re)measure; the others are taken from the existing results file")
     parser.add_argument("--part", choices=("pag", "plain", "tokens"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:
         result = {"pag": run_pag, "plain": run_plain, "tokens": run_tokens}[args.part](args)
         print(json.dumps(result))
         return 0
-    parts = {}
-    for part in ("pag", "plain", "tokens"):
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    parts = {"pag": previous.get("pag", {}).get("raw"), "plain": previous.get("plain", {}).get("raw"),
+             "tokens": previous.get("tokens_per_sample")}
+    for part in args.parts.split(","):
         argv = [sys.executable, __file__, "--part", part, "--model", args.model, "--dtype", args.dtype,
                 "--steps", str(args.steps), "--g", str(args.g), "--tokens", str(args.tokens),
                 "--prompts-per-step", str(args.prompts_per_step)]
@@ -163,9 +168,11 @@ def main() -> int:
     summary = {}
     for name in ("pag", "plain"):
         measured = parts[name]
-        steps = measured["step_s"][1:] or measured["step_s"]  # the first step pays one-off costs
-        tokens = measured["generated_tokens"][1:] or measured["generated_tokens"]
-        summary[name] = {"s_per_step": mean(steps), "s_per_generated_token": sum(steps) / max(1.0, sum(tokens)),
+        steps = measured["step_s"][1:]  # the first step pays one-off costs
+        tokens = measured["generated_tokens"][1:]
+        if len(steps) != len(tokens) or not steps:
+            raise RuntimeError(f"{name}: {len(steps)} timed steps but {len(tokens)} generation rounds after warm-up")
+        summary[name] = {"s_per_step": mean(steps), "s_per_generated_token": sum(steps) / sum(tokens),
                          "generated_tokens_per_step": mean(tokens), "peak_rss_mb": measured["peak_rss_mb"],
                          "raw": measured}
     summary["overhead_per_token"] = (summary["pag"]["s_per_generated_token"]

@@ -17,13 +17,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from dspy.adapters import ChatAdapter
-
 from parlmt.optimize.config import PAGConfig
-from parlmt.signatures import Act, Plan, Summarize
+from parlmt.programs.trajectory import SFT_COLUMNS, sft_row
 
-SIGNATURES = {"summarize": Summarize, "plan": Plan, "act": Act}
-SFT_COLUMNS = ["prompt", "completion", "module", "task_id", "turn", "step"]
 STEP_COLUMNS = ["task_id", "category", "turn", "step", "request", "summary", "plan", "context", "action", "reply",
                 "observation", "turn_passed", "turn_reason", "student_action", "accepted", "reject_reason"]
 
@@ -31,14 +27,6 @@ STEP_COLUMNS = ["task_id", "category", "turn", "step", "request", "summary", "pl
 def task_order(task_id: str) -> tuple:
     """``bfcl:base:12`` sorts after ``bfcl:base:9``."""
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[:_]", task_id))
-
-
-def sft_row(module: str, inputs: dict, outputs: dict, task_id: str, turn: int, step: int) -> dict:
-    """One training row: the student's prompt for ``module`` as DSPy's ChatAdapter renders it, and
-    the teacher's outputs as the assistant completion."""
-    messages = ChatAdapter().format_finetune_data(SIGNATURES[module], [], inputs, outputs)["messages"]
-    return {"prompt": messages[:-1], "completion": messages[-1:], "module": module, "task_id": task_id,
-            "turn": turn, "step": step}
 
 
 def collect(entries: dict[str, dict]) -> tuple[list[dict], list[dict], list[dict]]:
@@ -99,7 +87,7 @@ def write_dataset(entries: dict[str, dict], config: PAGConfig, extra: dict | Non
     steps.save_to_disk(str(out / "pag"))
     steps["train"].to_parquet(str(out / "pag-train.parquet"))
     steps["rejected"].to_parquet(str(out / "pag-rejected.parquet"))
-    sft_rows = table(sft, SFT_COLUMNS)
+    sft_rows = table(sft, list(SFT_COLUMNS))
     sft_rows.save_to_disk(str(out / "sft"))
     sft_rows.to_parquet(str(out / "sft.parquet"))
     summary = {**stats(entries), "sft_rows": len(sft), "sft_rows_by_module": dict(Counter(r["module"] for r in sft)),

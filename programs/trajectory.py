@@ -121,6 +121,23 @@ class Trajectory:
         return cls(**data)
 
 
+SFT_COLUMNS = ("prompt", "completion", "module", "task_id", "turn", "step")  # the PAG SFT dataset's columns
+
+
+def sft_row(module: str, inputs: dict, outputs: dict, task_id: str, turn: int, step: int) -> dict:
+    """A module call as a training row in TRL's conversational prompt-completion format: the prompt
+    exactly as ``dspy.ChatAdapter`` renders it for the student, the outputs as the assistant turn."""
+    import dspy
+
+    from parlmt.programs.agents import SIGNATURES
+
+    adapter = dspy.ChatAdapter()
+    prompt = adapter.format(SIGNATURES[module], demos=[], inputs=inputs)
+    completion = adapter.format_assistant_message_content(SIGNATURES[module], outputs)
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}], "module": module,
+            "task_id": task_id, "turn": turn, "step": step}
+
+
 def append_jsonl(path: str | Path, trajectory: Trajectory) -> None:
     """Append one trajectory as a JSON line (the file is created, with its folder, on first use)."""
     path = Path(path)

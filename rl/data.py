@@ -31,20 +31,8 @@ import dspy
 
 from parlmt.envs import Task, make_env
 from parlmt.programs.agents import SIGNATURES
-from parlmt.programs.trajectory import ModuleCall
+from parlmt.programs.trajectory import SFT_COLUMNS, sft_row
 from parlmt.rl.rollout import build_scripted_program
-
-COLUMNS = ("prompt", "completion", "module", "task_id", "turn", "step")
-
-
-def module_row(call: ModuleCall, task_id: str) -> dict:
-    """A module call as a PAG dataset row, rendered by ``dspy.ChatAdapter``."""
-    adapter = dspy.ChatAdapter()
-    signature = SIGNATURES[call.module]
-    prompt = adapter.format(signature, demos=[], inputs=call.inputs)
-    completion = adapter.format_assistant_message_content(signature, call.outputs)
-    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}],
-            "module": call.module, "task_id": task_id, "turn": call.turn, "step": call.step}
 
 
 def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: Iterable[str] | None = None,
@@ -57,7 +45,8 @@ def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: It
         agent = build_scripted_program(program, env, live_from=None, max_steps=max_steps)
         with dspy.context(adapter=dspy.ChatAdapter()):
             trajectory = agent(task=env).trajectory
-        rows += [module_row(call, task.id) for call in trajectory.module_calls if call.module in wanted]
+        rows += [sft_row(call.module, call.inputs, call.outputs, task.id, call.turn, call.step)
+                 for call in trajectory.module_calls if call.module in wanted]
     return rows
 
 
@@ -89,7 +78,7 @@ def load_pag_dataset(path: str | Path):
         dataset = load_dataset(kind, data_files=str(path), split="train")
     else:
         raise ValueError(f"{path}: expected a dataset folder (save_to_disk), a .parquet or a .jsonl file")
-    missing = [column for column in COLUMNS if column not in dataset.column_names]
+    missing = [column for column in SFT_COLUMNS if column not in dataset.column_names]
     if missing:
         raise ValueError(f"{path} lacks the PAG dataset column(s) {', '.join(missing)} (see parlmt.rl.data)")
     first = dataset[0]

@@ -17,7 +17,6 @@ advantages with the group-relative ones. That is private API: trl is pinned (==1
 tests run it end to end.
 """
 
-import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -38,8 +37,6 @@ from parlmt.rl.fused_head import completion_tokens_only
 from parlmt.rl.policy import load_policy
 from parlmt.rl.rewards import REWARD_TERMS, composite, reward_terms
 from parlmt.rl.rollout import Rollout, play
-
-log = logging.getLogger(__name__)
 
 PADDING = "(padding)"
 TABLE_TEXT_CHARS = 2000

@@ -14,7 +14,6 @@ make the wrapper's ground-truth half unnecessary.)
 """
 
 import dataclasses
-import logging
 from dataclasses import dataclass, field
 
 import dspy
@@ -23,8 +22,6 @@ from parlmt.envs import Task, ToolEnv, make_env
 from parlmt.programs.agents import SIGNATURES, build_program
 from parlmt.programs.trajectory import Trajectory
 from parlmt.rl.rewards import StepOutcome, TurnOutcome
-
-log = logging.getLogger(__name__)
 
 CANNOT = "I cannot complete this request with the available tools and information."
 DONE = "Done."
