@@ -8,20 +8,16 @@
 Names are imported on first use (PEP 562) so that ``parlmt --help`` does not load torch.
 """
 
-import importlib
+from parlmt import lazy_exports
 
 _EXPORTS = {
     "EMBEDDED_MODELS": "embedded", "ModelPartsError": "embedded", "assemble": "embedded",
     "cache_dir": "embedded", "verify_file": "embedded",
     "ModelConfig": "loading", "load_model": "loading", "load_tokenizer": "loading",
-    "Sample": "lm", "TransformersLM": "lm",
+    "Sample": "lm", "TransformersLM": "lm", "make_lm": "lm",
     "LlamaServer": "serve", "ServerError": "serve",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

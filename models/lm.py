@@ -14,6 +14,7 @@ import asyncio
 import threading
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dspy
 import torch
@@ -206,3 +207,16 @@ def _eos_ids(model, tokenizer) -> set[int]:
     eos = model.generation_config.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
     return ids | {tokenizer.eos_token_id}
+
+
+def make_lm(spec: str, max_tokens: int, temperature: float = 0.0, adapter: str | None = None,
+            api_base: str | None = None, **litellm_options):
+    """A DSPy LM: the in-process transformers model for local specs, else litellm via ``dspy.LM``
+    (``litellm_options`` such as ``api_key``, ``timeout``, ``num_retries`` go to ``dspy.LM``)."""
+    local = spec.startswith("embedded:") or Path(spec).expanduser().exists()
+    if local:
+        return TransformersLM(ModelConfig(model=spec, adapter=adapter), max_tokens=max_tokens, temperature=temperature)
+    if adapter:
+        raise ValueError("--adapter applies to in-process models only (embedded:*, a folder or a .gguf)")
+    return dspy.LM(spec, max_tokens=max_tokens, temperature=temperature, api_base=api_base, cache=False,
+                   **litellm_options)

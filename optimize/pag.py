@@ -136,12 +136,10 @@ def play_task(task: Task, config: PAGConfig, program: dspy.Module | None, lm: ds
                     "steps": steps, "modules": modules, "teacher_lm_s": trajectory.lm_s,
                     "env_s": max(0.0, teacher_done - started - trajectory.lm_s),
                     "verify_s": time.perf_counter() - teacher_done}
-        except (KeyboardInterrupt, OSError) as stop:
-            if isinstance(stop, OSError) and not _is_network_error(stop):
-                raise  # a full disk or a broken output folder is not the teacher's fault: stop the run
-            if isinstance(stop, KeyboardInterrupt):
-                raise
-            error = stop
+        except (ConnectionError, TimeoutError) as failure:  # the teacher's server: retried, then recorded
+            error = failure
+        except OSError:
+            raise  # a full disk or a broken output folder is not the teacher's fault: stop the run
         except Exception as failure:  # LM errors and timeouts of any provider: retried, then recorded
             error = failure
         log.warning("task %s attempt %d/%d failed: %s", task.id, attempt, config.retries, error)
@@ -150,10 +148,6 @@ def play_task(task: Task, config: PAGConfig, program: dspy.Module | None, lm: ds
             wait *= 2
     return {"task_id": task.id, "status": "failed", "attempts": config.retries,
             "error": f"{type(error).__name__}: {str(error)[:500]}", "steps": [], "modules": []}
-
-
-def _is_network_error(error: OSError) -> bool:
-    return isinstance(error, ConnectionError | TimeoutError)
 
 
 def read_shard(out: Path) -> dict[str, dict]:

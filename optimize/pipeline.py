@@ -22,7 +22,7 @@ def make_teacher_lm(config: PAGConfig) -> dspy.BaseLM | None:
     """The teacher LM (None for the reference oracle). Our retry loop owns retries, so DSPy's is off."""
     if config.teacher == "reference":
         return None
-    from parlmt.programs.cli import make_lm
+    from parlmt.models.lm import make_lm
 
     api_key = None
     if config.api_key_env:

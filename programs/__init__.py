@@ -11,7 +11,7 @@
 Names are imported on first use (PEP 562) so that ``parlmt --help`` does not load DSPy.
 """
 
-import importlib
+from parlmt import lazy_exports
 
 _EXPORTS = {
     "ProgressAwareAgent": "agents", "FullHistoryAgent": "agents", "build_program": "agents",
@@ -27,8 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

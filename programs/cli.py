@@ -45,23 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ui.set_defaults(func=run_ui)
 
 
-def make_lm(spec: str, max_tokens: int, temperature: float = 0.0, adapter: str | None = None,
-            api_base: str | None = None, **litellm_options):
-    """A DSPy LM: the in-process transformers model for local specs, else litellm via ``dspy.LM``
-    (``litellm_options`` such as ``api_key``, ``timeout``, ``num_retries`` go to ``dspy.LM``)."""
-    import dspy
-
-    local = spec.startswith("embedded:") or Path(spec).expanduser().exists()
-    if local:
-        from parlmt.models import ModelConfig, TransformersLM
-
-        return TransformersLM(ModelConfig(model=spec, adapter=adapter), max_tokens=max_tokens, temperature=temperature)
-    if adapter:
-        raise ValueError("--adapter applies to in-process models only (embedded:*, a folder or a .gguf)")
-    return dspy.LM(spec, max_tokens=max_tokens, temperature=temperature, api_base=api_base, cache=False,
-                   **litellm_options)
-
-
 def run_name(args: argparse.Namespace) -> str:
     """A file-safe name that is the same for the same evaluation, so a rerun resumes it."""
     program = Path(args.program).stem if args.program.endswith(".json") else args.program
@@ -92,6 +75,8 @@ def run_eval(args: argparse.Namespace) -> int:
                  for task in load_tasks(category.strip(), split=args.split)[: args.limit]]
     name = run_name(args)
     out = args.out or Path("outputs/eval") / f"{name}.jsonl"
+    from parlmt.models.lm import make_lm
+
     lm = make_lm(args.lm, args.max_tokens, args.temperature, args.adapter, args.api_base)
 
     experiment(args.experiment, args.mlruns, args.tracking_uri)

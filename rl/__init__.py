@@ -14,7 +14,7 @@
 Names are imported on first use (PEP 562) so that ``parlmt --help`` does not load torch or TRL.
 """
 
-import importlib
+from parlmt import lazy_exports
 
 _EXPORTS = {
     "PAGRLConfig": "config", "SFTWarmupConfig": "config",
@@ -29,8 +29,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,24 +1,18 @@
 """`parlmt ui`: the MLflow UI over a store made by real runs, checked in headless Chromium."""
 
 import shutil
-import socket
 
 import pytest
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import sync_playwright
 
 from parlmt.cli import main
+from parlmt.models.serve import free_port
 from parlmt.optimize import PAGConfig, run
 from parlmt.programs.tracking import UIServer
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
