@@ -31,7 +31,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 demo: setup
-	$(BIN)/parlmt info
+	$(BIN)/parlmt demo
 
 lint: setup
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 
+from parlmt import demo
 from parlmt.envs import cli as envs_cli
 from parlmt.models import cli as models_cli
 from parlmt.optimize import cli as optimize_cli
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     programs_cli.register(subparsers)
     optimize_cli.register(subparsers)
     rl_cli.register(subparsers)
+    demo.register(subparsers)
     return parser
 
 

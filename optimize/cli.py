@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=defaults.threads, help="tasks run in parallel")
     parser.add_argument("--out", default=defaults.out, help="output folder (re-running resumes it)")
     parser.add_argument("--mlruns", dest="mlflow_root", help="MLflow folder (default: the repository's mlruns/)")
+    parser.add_argument("--experiment", default=defaults.experiment, help="MLflow experiment name")
     parser.set_defaults(func=run_optimize)
 
 

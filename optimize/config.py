@@ -59,6 +59,10 @@ class PAGConfig:
     """Output folder: shards (resumable), the HF dataset, parquet files, the dataset card, the program."""
     mlflow_root: str | None = None
     """MLflow store folder (default: the repository's mlruns/)."""
+    experiment: str = "parlmt-optimize"
+    """MLflow experiment of the run (nested under the active run, if any: ``parlmt demo``'s parent)."""
+    run_name: str | None = None
+    """MLflow run name (default: ``pag-<teacher>-<optimizer>-<categories>``)."""
 
     def check(self) -> None:
         """Raise ``ValueError`` with what to change when the configuration cannot work."""

@@ -99,7 +99,8 @@ def write_dataset(entries: dict[str, dict], config: PAGConfig, extra: dict | Non
 
 def card(config: PAGConfig, summary: dict, example: list[dict]) -> str:
     """The dataset card: provenance first, then counts, rates and one verified row."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("api_key_env", "mlflow_root")}
+    where = ("api_key_env", "mlflow_root", "experiment", "run_name")  # not the data's provenance
+    settings = {k: v for k, v in config.to_dict().items() if k not in where}
     lines = [
         "# PAG dataset (parl-mt)",
         "",

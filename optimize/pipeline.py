@@ -15,8 +15,6 @@ from parlmt.optimize.prompts import compile_program, score
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "parlmt-optimize"
-
 
 def make_teacher_lm(config: PAGConfig) -> dspy.BaseLM | None:
     """The teacher LM (None for the reference oracle). Our retry loop owns retries, so DSPy's is off."""
@@ -68,11 +66,11 @@ def run(config: PAGConfig, lm: dspy.BaseLM | None = None, check: StudentCheck | 
     lm = lm or make_teacher_lm(config)
     program = load_teacher_program(config)
     check = check if check is not None else student_check(config)
-    tracking.experiment(EXPERIMENT, root=config.mlflow_root)
+    tracking.experiment(config.experiment, root=config.mlflow_root)
     started = time.perf_counter()
-    with mlflow.start_run(run_name=f"pag-{config.teacher}-{config.optimizer}-{'+'.join(config.categories)}",
-                          tags={"stage": "optimize", "teacher": config.teacher, "optimizer": config.optimizer,
-                                "dataset": str(out)}):
+    name = config.run_name or f"pag-{config.teacher}-{config.optimizer}-{'+'.join(config.categories)}"
+    tags = {"stage": "optimize", "teacher": config.teacher, "optimizer": config.optimizer, "dataset": str(out)}
+    with mlflow.start_run(run_name=name, nested=True, tags=tags):
         mlflow.log_params({k: str(v) for k, v in config.to_dict().items()})
         extra = {}
         if config.optimizer != "none":

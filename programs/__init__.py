@@ -22,7 +22,7 @@ _EXPORTS = {
     "append_jsonl": "trajectory", "read_jsonl": "trajectory",
     "task_success": "metrics", "turn_accuracy": "metrics", "feedback": "metrics", "examples": "metrics",
     "aggregate": "metrics", "by_category": "metrics", "act_prompt_tokens_by_turn": "metrics",
-    "run_episodes": "evaluate", "bfcl_results": "evaluate", "write_bfcl_results": "evaluate",
+    "run_episodes": "evaluate", "EvalResult": "evaluate", "bfcl_results": "evaluate", "write_bfcl_results": "evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -54,13 +54,10 @@ def run_name(args: argparse.Namespace) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import mlflow
-    from tqdm import tqdm
-
     from parlmt.envs import load_task, load_tasks
+    from parlmt.models.lm import make_lm
     from parlmt.programs.agents import build_program, load_program
-    from parlmt.programs.evaluate import run_episodes
-    from parlmt.programs.metrics import by_category
+    from parlmt.programs.evaluate import evaluate
     from parlmt.programs.tracking import experiment
 
     if args.program.endswith(".json"):
@@ -74,34 +71,16 @@ def run_eval(args: argparse.Namespace) -> int:
         tasks = [task for category in args.categories.split(",")
                  for task in load_tasks(category.strip(), split=args.split)[: args.limit]]
     name = run_name(args)
-    out = args.out or Path("outputs/eval") / f"{name}.jsonl"
-    from parlmt.models.lm import make_lm
-
     lm = make_lm(args.lm, args.max_tokens, args.temperature, args.adapter, args.api_base)
-
     experiment(args.experiment, args.mlruns, args.tracking_uri)
-    if not args.no_traces:
-        mlflow.dspy.autolog(log_traces=True, silent=True)
-    started = time.perf_counter()
-    try:
-        with mlflow.start_run(run_name=name):
-            mlflow.log_params({
-                "program": args.program, "lm": args.lm, "adapter": args.adapter, "categories": args.categories,
-                "split": args.split, "limit": args.limit, "threads": args.threads, "tasks": len(tasks),
-                "max_tokens": args.max_tokens, "temperature": args.temperature, **program.config(),
-                "out": str(out),
-            })
-            with tqdm(total=len(tasks), desc=name, disable=args.no_progress, file=sys.stderr) as bar:
-                trajectories = run_episodes(program, tasks, lm, out, args.threads, on_episode=lambda _: bar.update())
-                bar.update(len(tasks) - bar.n)  # episodes taken from the file count as done
-            wall_s = time.perf_counter() - started
-            table = by_category(trajectories)
-            _log_results(table, trajectories, wall_s, out, name)
-    finally:
-        if not args.no_traces:
-            mlflow.dspy.autolog(disable=True)
-    print(format_table(table, wall_s))
-    print(f"trajectories: {out}  summary: {out.with_suffix('.summary.json')}")
+    params = {"program": args.program, "lm": args.lm, "adapter": args.adapter, "categories": args.categories,
+              "split": args.split, "limit": args.limit, "threads": args.threads, "max_tokens": args.max_tokens,
+              "temperature": args.temperature}
+    result = evaluate(program, tasks, lm, args.out or Path("outputs/eval") / f"{name}.jsonl", name, params=params,
+                      tags={"program": args.program, "model": args.lm, "adapter": args.adapter or ""},
+                      threads=args.threads, traces=not args.no_traces, progress=not args.no_progress)
+    print(format_table(result.table, result.wall_s))
+    print(f"trajectories: {result.out}  summary: {result.out.with_suffix('.summary.json')}")
     return 0
 
 
@@ -118,39 +97,6 @@ def run_ui(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-
-
-def _log_results(table: dict, trajectories: list, wall_s: float, out: Path, name: str) -> None:
-    import json
-    import tempfile
-
-    import mlflow
-
-    from parlmt.programs.evaluate import write_bfcl_results
-
-    mlflow.log_metric("wall_s", wall_s)
-    for category, figures in table.items():
-        prefix = "" if category == "all" else f"{category}/"
-        mlflow.log_metrics({f"{prefix}{key}": float(value) for key, value in figures.items()})
-    mlflow.log_table({
-        "task_id": [t.task_id for t in trajectories],
-        "category": [t.meta.get("category", "") for t in trajectories],
-        "passed": [bool(t.passed) for t in trajectories],
-        "turn_accuracy": [t.turn_accuracy for t in trajectories],
-        "turns": [len(t.turns) for t in trajectories],
-        "act_steps": [len(t.steps) for t in trajectories],
-        "format_validity": [t.format_validity for t in trajectories],
-        "error_type": [t.error_type or "" for t in trajectories],
-        "reason": [t.reason[:500] for t in trajectories],
-        "wall_s": [t.wall_s for t in trajectories],
-    }, artifact_file="episodes.json")
-    mlflow.log_artifact(str(out), artifact_path="trajectories")
-    summary = out.with_suffix(".summary.json")
-    summary.write_text(json.dumps({"run": name, "wall_s": wall_s, "categories": table}, indent=2))
-    mlflow.log_artifact(str(summary))
-    with tempfile.TemporaryDirectory() as folder:
-        if write_bfcl_results(trajectories, Path(folder) / "bfcl", name):
-            mlflow.log_artifacts(str(Path(folder) / "bfcl"), artifact_path="bfcl_results")
 
 
 def format_table(table: dict, wall_s: float) -> str:

@@ -1,19 +1,24 @@
-"""Run a program over tasks, in threads, into a resumable JSON-lines file; convert to BFCL results.
+"""Run a program over tasks, in threads, into a resumable JSON-lines file; score it as one MLflow run;
+convert to BFCL results.
 
 Each finished episode is appended to the file at once, so an interrupted run resumes where it
 stopped: tasks already in the file are skipped (episodes that crashed are retried).
 """
 
 import json
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import dspy
 
 from parlmt.envs import Task
-from parlmt.programs.metrics import PROGRAM_ERROR
+from parlmt.programs.metrics import PROGRAM_ERROR, by_category
 from parlmt.programs.trajectory import Trajectory, append_jsonl, read_jsonl
 
 BFCL_VERSION_PREFIX = "BFCL_v4"  # result file names: BFCL_v4_multi_turn_<category>_result.json
@@ -85,3 +90,71 @@ def write_bfcl_results(trajectories: Sequence[Trajectory], folder: str | Path, m
         path.write_text("".join(json.dumps(e) + "\n" for e in entries))
         paths.append(path)
     return paths
+
+
+@dataclass
+class EvalResult:
+    """A finished evaluation: figures per category (and ``all``), wall time, the trajectories file, the run."""
+
+    table: dict[str, dict[str, float]]
+    wall_s: float
+    out: Path
+    run_id: str
+    trajectories: list[Trajectory]
+
+
+def evaluate(program: dspy.Module, tasks: Sequence[Task], lm: dspy.BaseLM, out: str | Path, name: str,
+             params: dict | None = None, tags: dict | None = None, threads: int = 1, traces: bool = True,
+             progress: bool = True) -> EvalResult:
+    """``run_episodes`` as an MLflow run named ``name`` in the active experiment (nested under the
+    active run, if any): params, the figures of ``metrics.by_category`` (``<category>/<figure>`` and,
+    for all tasks, the bare names every stage shares), a per-episode table, the trajectories, a
+    summary JSON and the BFCL result files. DSPy traces are recorded unless ``traces`` is off."""
+    import mlflow
+    from tqdm import tqdm
+
+    out = Path(out)
+    if traces:
+        mlflow.dspy.autolog(log_traces=True, silent=True)
+    started = time.perf_counter()
+    try:
+        with mlflow.start_run(run_name=name, nested=True, tags={"stage": "eval", **(tags or {})}) as run:
+            mlflow.log_params({**(params or {}), "tasks": len(tasks), **program.config(), "out": str(out)})
+            with tqdm(total=len(tasks), desc=name, disable=not progress, file=sys.stderr) as bar:
+                trajectories = run_episodes(program, tasks, lm, out, threads, on_episode=lambda _: bar.update())
+                bar.update(len(tasks) - bar.n)  # episodes taken from the file count as done
+            wall_s = time.perf_counter() - started
+            table = by_category(trajectories)
+            _log_results(table, trajectories, wall_s, out, name)
+    finally:
+        if traces:
+            mlflow.dspy.autolog(disable=True)
+    return EvalResult(table, wall_s, out, run.info.run_id, trajectories)
+
+
+def _log_results(table: dict, trajectories: list[Trajectory], wall_s: float, out: Path, name: str) -> None:
+    import mlflow
+
+    mlflow.log_metric("wall_s", wall_s)
+    for category, figures in table.items():
+        prefix = "" if category == "all" else f"{category}/"
+        mlflow.log_metrics({f"{prefix}{key}": float(value) for key, value in figures.items()})
+    mlflow.log_table({
+        "task_id": [t.task_id for t in trajectories],
+        "category": [t.meta.get("category", "") for t in trajectories],
+        "passed": [bool(t.passed) for t in trajectories],
+        "turn_accuracy": [t.turn_accuracy for t in trajectories],
+        "turns": [len(t.turns) for t in trajectories],
+        "act_steps": [len(t.steps) for t in trajectories],
+        "format_validity": [t.format_validity for t in trajectories],
+        "error_type": [t.error_type or "" for t in trajectories],
+        "reason": [t.reason[:500] for t in trajectories],
+        "wall_s": [t.wall_s for t in trajectories],
+    }, artifact_file="episodes.json")
+    mlflow.log_artifact(str(out), artifact_path="trajectories")
+    summary = out.with_suffix(".summary.json")
+    summary.write_text(json.dumps({"run": name, "wall_s": wall_s, "categories": table}, indent=2))
+    mlflow.log_artifact(str(summary))
+    with tempfile.TemporaryDirectory() as folder:
+        if write_bfcl_results(trajectories, Path(folder) / "bfcl", name):
+            mlflow.log_artifacts(str(Path(folder) / "bfcl"), artifact_path="bfcl_results")

@@ -45,6 +45,7 @@ class StageConfig:
                                          "prompts, costs ~30% time).", False)
     logging_steps: int = _help("Log metrics every this many steps.", 1)
     save_steps: int = _help("Save a checkpoint (adapter, optimizer, RNG states) every this many steps; 0: none.", 50)
+    save_total_limit: int = _help("Keep at most this many checkpoints (the oldest are deleted); 0: keep all.", 2)
     seed: int = _help("Seed for data order, LoRA init and sampling: a rerun (or a resume) reproduces the run.", 0)
     output_dir: str = _help("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/train")
     resume: str | None = _help("Resume from a checkpoint folder, or 'latest' for the newest in output_dir.")
@@ -59,6 +60,7 @@ class StageConfig:
             "output_dir": self.output_dir, "learning_rate": self.learning_rate,
             "max_steps": self.max_steps if self.max_steps > 0 else -1, "logging_steps": self.logging_steps,
             "save_strategy": "steps" if self.save_steps else "no", "save_steps": self.save_steps or 1,
+            "save_total_limit": self.save_total_limit or None,
             "seed": self.seed, "data_seed": self.seed, "bf16": self.dtype == "bfloat16",
             "use_cpu": self.device == "cpu", "gradient_checkpointing": self.gradient_checkpointing,
             "report_to": "none",  # tracking.MlflowLogger logs to the stage's explicit MLflow run

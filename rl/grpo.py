@@ -317,17 +317,17 @@ def build_trainer(config: PAGRLConfig, model=None, tokenizer=None) -> PAGRLTrain
     return trainer
 
 
-def train_rl(config: PAGRLConfig, trainer: PAGRLTrainer | None = None) -> RLResult:
+def train_rl(config: PAGRLConfig, trainer: PAGRLTrainer | None = None, tags: dict | None = None) -> RLResult:
     """Run PAG-RL as ``config`` says, in an MLflow run: metrics every step, the completions table, the
     final adapter (``<output_dir>/adapter``) as an artifact. ``config.resume`` continues a checkpoint.
 
     ``trainer`` is one from ``build_trainer(config)`` that the caller adjusted (e.g. another
-    generation backend as ``trainer.policy_lm``); by default it is built here.
+    generation backend as ``trainer.policy_lm``); by default it is built here. ``tags`` join the run's.
     """
-    from parlmt.rl.tracking import MlflowLogger, log_adapter, stage_run
+    from parlmt.rl.tracking import MlflowLogger, log_adapter, log_reward_plot, stage_run
 
     trainer = trainer or build_trainer(config)
-    with stage_run(config, f"rl-{config.program}") as run_id:
+    with stage_run(config, "rl", {"program": config.program, **(tags or {})}) as run_id:
         trainer.add_callback(MlflowLogger(table=trainer.pop_table))
         resume = True if config.resume == "latest" else config.resume
         trainer.train(resume_from_checkpoint=resume)
@@ -335,4 +335,5 @@ def train_rl(config: PAGRLConfig, trainer: PAGRLTrainer | None = None) -> RLResu
         trainer.save_model(str(adapter))
         trainer.processing_class.save_pretrained(str(adapter))
         log_adapter(adapter)
+        log_reward_plot(trainer.state.log_history, list(REWARD_TERMS))
     return RLResult(adapter, run_id, list(trainer.state.log_history))

@@ -25,8 +25,9 @@ class SFTResult:
     log_history: list[dict]
 
 
-def train_sft(config: SFTWarmupConfig, dataset=None, model=None, tokenizer=None) -> SFTResult:
-    """Run the warm-up as ``config`` says (``dataset``/``model``/``tokenizer`` override loading them)."""
+def train_sft(config: SFTWarmupConfig, dataset=None, model=None, tokenizer=None, tags: dict | None = None) -> SFTResult:
+    """Run the warm-up as ``config`` says (``dataset``/``model``/``tokenizer`` override loading them);
+    ``tags`` join the MLflow run's (e.g. the dataset version)."""
     from trl import SFTConfig, SFTTrainer
 
     from parlmt.rl.tracking import MlflowLogger, log_adapter, stage_run
@@ -50,7 +51,7 @@ def train_sft(config: SFTWarmupConfig, dataset=None, model=None, tokenizer=None)
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config)
-    with stage_run(config, "sft") as run_id:
+    with stage_run(config, "sft", tags) as run_id:
         trainer.add_callback(MlflowLogger())
         resume = True if config.resume == "latest" else config.resume
         with completion_tokens_only():

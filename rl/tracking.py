@@ -20,8 +20,9 @@ RUN_ID_FILE = "mlflow_run_id"  # in output_dir: a resumed training continues its
 
 
 @contextmanager
-def stage_run(config, stage: str) -> Iterator[str]:
-    """An MLflow run for a training stage with the config as params; yields the run id.
+def stage_run(config, stage: str, tags: dict | None = None) -> Iterator[str]:
+    """An MLflow run for a training stage (nested under the active run, if any) with the config as
+    params and ``stage``/``model``/``adapter`` tags plus ``tags``; yields the run id.
 
     A resumed training (``config.resume``) continues the run recorded in its output folder.
     """
@@ -33,11 +34,11 @@ def stage_run(config, stage: str) -> Iterator[str]:
     recorded = output / RUN_ID_FILE
     run_id = recorded.read_text().strip() if config.resume and recorded.is_file() else None
     name = config.run_name or f"{stage}-{Path(config.model).name}"
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name) as run:
+    tags = {"stage": stage, "model": config.model, "adapter": config.adapter or "", **(tags or {})}
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, nested=True, tags=tags) as run:
         recorded.write_text(run.info.run_id)
         if run_id is None:
             mlflow.log_params({key: _param(value) for key, value in dataclasses.asdict(config).items()})
-            mlflow.set_tag("parlmt.stage", stage)
         yield run.info.run_id
 
 
@@ -73,6 +74,28 @@ def log_adapter(folder: str | Path) -> None:
     import mlflow
 
     mlflow.log_artifacts(str(folder), artifact_path="adapter")
+
+
+def log_reward_plot(log_history: list[dict], terms: list[str], path: str = "reward_terms.png") -> None:
+    """Each reward term's mean (and the composite reward) per RL step, as a PNG artifact of the active run."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    steps = [entry for entry in log_history if "pag/reward" in entry]
+    if not steps:
+        return
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for name in ["reward", *terms]:
+        axes.plot([e["step"] for e in steps], [e[f"pag/{name}"] for e in steps], marker="o",
+                  label=name, linewidth=2.5 if name == "reward" else 1.2)
+    axes.set(xlabel="RL step", ylabel="mean over played turns", title="PAG-RL reward terms")
+    axes.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    mlflow.log_figure(figure, path)
+    plt.close(figure)
 
 
 def _metric_name(key: str) -> str:

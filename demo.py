@@ -1,0 +1,309 @@
+"""``parlmt demo``: the whole PARL-MT pipeline on the embedded defaults, each stage an MLflow run
+nested under one parent, then a table comparing the stages.
+
+Stages, in order (``STAGES``): evaluate FullHistoryAgent and ProgressAwareAgent on a few dev entries,
+bootstrap PAG data on train entries (reference teacher by default), SFT warm-up, a few PAG-RL steps
+(``cpu-smoke``), and evaluate the SFT and RL adapters on the same dev entries.
+
+Re-running resumes: ``<out>/state.json`` records every finished stage (skipped next time) and the
+parent run; an interrupted stage continues from what it saved (episodes, PAG shards, checkpoints),
+and its unfinished MLflow run is deleted so the UI shows one run per stage.
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+STAGES = ("eval-fullhistory", "eval-progress", "pag", "sft", "rl", "eval-sft", "eval-rl")
+EVALS = {  # stage -> (program, the stage whose adapter it evaluates)
+    "eval-fullhistory": ("fullhistory", None), "eval-progress": ("progress", None),
+    "eval-sft": ("progress", "sft"), "eval-rl": ("progress", "rl"),
+}
+COLUMNS = [("accuracy", "accuracy", "{:.3f}"), ("turn_accuracy", "turn acc", "{:.3f}"),
+           ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("steps_per_turn", "steps/turn", "{:.2f}"),
+           ("wall_s", "wall s", "{:.0f}")]
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class DemoConfig:
+    """What the demo runs on; every field is a ``parlmt demo`` option."""
+
+    model: str = _help("The student every stage uses: embedded:student, a .gguf file or a HF model folder.",
+                       "embedded:student")
+    teacher: str = _help("PAG teacher: reference (ground-truth oracle), embedded:teacher, or a litellm model string.",
+                         "reference")
+    dev_tasks: str = _help("Dev entries every evaluation runs (the two 2-turn base entries of the dev split).",
+                           "bfcl:base:113,bfcl:base:144")
+    train_tasks: int = _help("First train-split base entries used for PAG data and RL states.", 8)
+    verify_student: bool = _help("Model-aware PAG verification; the untrained 0.5B student reproduces almost no "
+                                 "call, which leaves SFT nothing to train on.", False)
+    max_steps: int = _help("Act steps per turn in the evaluations.", 4)
+    max_tokens: int = _help("Completion cap per module call in the evaluations.", 192)
+    sft_steps: int = _help("SFT warm-up optimizer steps (cpu-smoke preset otherwise).", 8)
+    rl_steps: int = _help("PAG-RL optimizer steps (cpu-smoke preset otherwise).", 3)
+    out: str = _help("Folder of the demo's data, adapters, trajectories and state (re-running resumes it).",
+                     "outputs/demo")
+    mlruns: str | None = _help("MLflow folder (default: the repository's mlruns/).", None)
+    experiment: str = _help("MLflow experiment of the parent run and its stage runs.", "parlmt-demo")
+
+    QUICK = {"dev_tasks": "bfcl:base:113", "train_tasks": 4, "sft_steps": 2, "rl_steps": 1,
+             "out": "outputs/demo-quick"}
+
+    def settings(self) -> dict:
+        """What a resumed demo must share with the one it continues (where things are logged may differ)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "mlruns", "experiment")}
+
+
+class DemoError(RuntimeError):
+    """A demo that cannot go on; the message says what to do."""
+
+
+# ---------------------------------------------------------------------- stages
+
+
+def _evaluate(name: str, config: DemoConfig, state: dict) -> dict:
+    from parlmt.envs import load_task
+    from parlmt.models import make_lm
+    from parlmt.programs import build_program
+    from parlmt.programs.evaluate import evaluate
+
+    program_name, trained_by = EVALS[name]
+    adapter = state["stages"][trained_by]["adapter"] if trained_by else None
+    program = build_program(program_name, max_steps=config.max_steps)
+    tasks = [load_task(task_id.strip()) for task_id in config.dev_tasks.split(",")]
+    lm = make_lm(config.model, config.max_tokens, 0.0, adapter)
+    tags = {"program": program_name, "model": config.model, "adapter": adapter or "",
+            "dataset": state.get("dataset_version", "") if trained_by else ""}
+    params = {"lm": config.model, "adapter": adapter, "max_tokens": config.max_tokens, "temperature": 0.0}
+    result = evaluate(program, tasks, lm, Path(config.out) / f"{name}.jsonl", name, params=params, tags=tags)
+    return {"run_id": result.run_id, **{key: result.table["all"][key] for key, *_ in COLUMNS if key != "wall_s"}}
+
+
+def _pag(name: str, config: DemoConfig, state: dict) -> dict:
+    import mlflow
+
+    from parlmt.optimize import PAGConfig
+    from parlmt.optimize.pipeline import run
+
+    out = Path(config.out) / "pag"
+    summary = run(PAGConfig(teacher=config.teacher, limit=config.train_tasks, verify_student=config.verify_student,
+                            student=config.model, out=str(out), mlflow_root=config.mlruns,
+                            experiment=config.experiment, run_name=name))
+    if summary["sft_rows"] == 0:
+        raise DemoError(f"PAG kept no step ({summary['rejected_by_reason']}), so SFT has nothing to train on: "
+                        "rerun with --no-verify-student or a stronger --teacher")
+    version = hashlib.sha256((out / "sft.parquet").read_bytes()).hexdigest()[:12]
+    state["dataset_version"] = version
+    return {"run_id": mlflow.last_active_run().info.run_id, "dataset": str(out / "sft"), "dataset_version": version,
+            "note": f"{summary['steps_accepted']} steps kept, {summary['sft_rows']} SFT rows (v {version})"}
+
+
+def _sft(name: str, config: DemoConfig, state: dict) -> dict:
+    from parlmt.rl.config import SFTWarmupConfig
+    from parlmt.rl.sft import train_sft
+
+    output = Path(config.out) / "sft"
+    result = train_sft(SFTWarmupConfig.from_preset(
+        "cpu-smoke", model=config.model, dataset=state["stages"]["pag"]["dataset"], max_steps=config.sft_steps,
+        save_steps=1, output_dir=str(output), resume=_checkpoint(output), mlruns=config.mlruns,
+        experiment=config.experiment, run_name=name), tags={"dataset": state["dataset_version"]})
+    losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
+    note = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else ""
+    return {"run_id": result.run_id, "adapter": str(result.adapter), "note": note}
+
+
+def _rl(name: str, config: DemoConfig, state: dict) -> dict:
+    from parlmt.rl.config import PAGRLConfig
+    from parlmt.rl.grpo import train_rl
+
+    output = Path(config.out) / "rl"
+    result = train_rl(PAGRLConfig.from_preset(
+        "cpu-smoke", model=config.model, adapter=state["stages"]["sft"]["adapter"], max_tasks=config.train_tasks,
+        max_steps=config.rl_steps, save_steps=1, output_dir=str(output), resume=_checkpoint(output),
+        mlruns=config.mlruns, experiment=config.experiment, run_name=name), tags={"dataset": state["dataset_version"]})
+    rewards = [entry["pag/reward"] for entry in result.log_history if "pag/reward" in entry]
+    note = f"reward {rewards[0]:.3f} -> {rewards[-1]:.3f}" if rewards else ""
+    return {"run_id": result.run_id, "adapter": str(result.adapter), "note": note}
+
+
+STAGE_FUNCTIONS = {**{name: _evaluate for name in EVALS}, "pag": _pag, "sft": _sft, "rl": _rl}
+
+
+def _checkpoint(output: Path) -> str | None:
+    """``latest`` when an interrupted training left a checkpoint to continue."""
+    return "latest" if any(output.glob("checkpoint-*")) else None
+
+
+# ---------------------------------------------------------------------- the pipeline
+
+
+def run_demo(config: DemoConfig) -> list[dict]:
+    """Run (or resume) every stage; returns one row per stage with its figures and wall time."""
+    import mlflow
+
+    from parlmt.models.loading import resolve
+    from parlmt.programs.tracking import experiment
+
+    out = Path(config.out)
+    state = _load_state(out, config)
+    resolve(config.model)  # a missing or corrupt model fails here, before any stage
+    experiment_id = experiment(config.experiment, config.mlruns)
+    parent_id = state.get("parent_run_id")
+    tags = {"stage": "demo", "model": config.model, "teacher": config.teacher}
+    with mlflow.start_run(run_id=parent_id, run_name=None if parent_id else Path(config.out).name, tags=tags) as parent:
+        if parent_id is None:
+            state["parent_run_id"] = parent.info.run_id
+            mlflow.log_params(config.settings())
+            _save_state(out, state)
+        for number, name in enumerate(STAGES, 1):
+            if name in state["stages"]:
+                log.info("[%d/%d] %s: done in an earlier run", number, len(STAGES), name)
+                continue
+            log.info("[%d/%d] %s", number, len(STAGES), name)
+            _delete_unfinished(experiment_id, parent.info.run_id, name, out)
+            started = time.perf_counter()
+            row = STAGE_FUNCTIONS[name](name, config, state)
+            state["stages"][name] = {**row, "wall_s": time.perf_counter() - started}
+            _save_state(out, state)
+        rows = [{"stage": name, **state["stages"][name]} for name in STAGES]
+        _log_summary(rows, out)
+    return rows
+
+
+def _load_state(out: Path, config: DemoConfig) -> dict:
+    path = out / "state.json"
+    if not path.is_file():
+        return {"settings": config.settings(), "stages": {}}
+    state = json.loads(path.read_text())
+    if state["settings"] != config.settings():
+        changed = sorted(k for k in config.settings() if state["settings"].get(k) != config.settings()[k])
+        raise DemoError(f"{out} holds a demo run with other settings ({', '.join(changed)}): "
+                        f"pass --restart to start it over, or --out for a separate demo")
+    return state
+
+
+def _save_state(out: Path, state: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "state.json.partial"
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(out / "state.json")  # a crash mid-write never leaves a torn state
+
+
+def _delete_unfinished(experiment_id: str, parent_id: str, name: str, out: Path) -> None:
+    """Hide the runs an interrupted attempt at this stage left, except the one a training resumes."""
+    import mlflow
+
+    from parlmt.rl.tracking import RUN_ID_FILE
+
+    recorded = out / name / RUN_ID_FILE
+    continued = recorded.read_text().strip() if _checkpoint(out / name) and recorded.is_file() else None
+    query = f"tags.mlflow.parentRunId = '{parent_id}' and attributes.run_name = '{name}'"
+    for run in mlflow.search_runs([experiment_id], query, output_format="list"):
+        if run.info.status != "FINISHED" and run.info.run_id != continued:
+            mlflow.delete_run(run.info.run_id)
+
+
+def _log_summary(rows: list[dict], out: Path) -> None:
+    """The per-stage figures on the parent run (``<stage>/<figure>``), as a table and as a plot."""
+    import mlflow
+
+    for row in rows:
+        mlflow.log_metrics({f"{row['stage']}/{key}": float(row[key]) for key, *_ in COLUMNS if key in row})
+    columns = ["stage", *(key for key, *_ in COLUMNS), "note"]
+    mlflow.log_table({c: [row.get(c, "") if c in ("stage", "note") else row.get(c) for row in rows]
+                      for c in columns}, artifact_file="stages.json")
+    mlflow.log_figure(_accuracy_plot([row for row in rows if row["stage"] in EVALS]), "accuracy_by_stage.png")
+    (out / "table.txt").write_text(format_table(rows) + "\n")
+
+
+def _accuracy_plot(rows: list[dict]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    positions = range(len(rows))
+    for offset, key in ((-0.2, "accuracy"), (0.2, "turn_accuracy")):
+        axes.bar([p + offset for p in positions], [row[key] for row in rows], width=0.4, label=key)
+    axes.set_xticks(list(positions), [row["stage"] for row in rows])
+    axes.set(ylim=(0, 1), ylabel="dev entries", title="Accuracy per stage (same dev entries)")
+    axes.legend()
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
+
+
+def format_table(rows: list[dict]) -> str:
+    """Stage, accuracy, turn accuracy, prompt tokens per Act call, steps per turn, wall time, note."""
+    header = f"{'stage':<18}" + "".join(f"{title:>16}" for _, title, _ in COLUMNS) + "  note"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        cells = "".join(f"{fmt.format(row[key]) if key in row else '-':>16}" for key, _, fmt in COLUMNS)
+        lines.append(f"{row['stage']:<18}{cells}  {row.get('note', '')}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="the whole pipeline on the embedded defaults (eval, PAG, SFT, RL, "
+                                                "eval), nested MLflow runs and a comparison table")
+    parser.add_argument("--quick", action="store_true", help=f"a shorter demo: {DemoConfig.QUICK}")
+    parser.add_argument("--restart", action="store_true", help="delete the demo folder first instead of resuming")
+    for item in dataclasses.fields(DemoConfig):
+        option = f"--{item.name.replace('_', '-')}"
+        help_text = f"{item.metadata['help']} (default: {item.default})"
+        if item.type is bool:
+            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)
+        else:
+            kind = int if item.type is int else str
+            parser.add_argument(option, type=kind, default=argparse.SUPPRESS, help=help_text)
+    parser.set_defaults(func=run_demo_command)
+
+
+def config_from_args(args: argparse.Namespace) -> DemoConfig:
+    names = {item.name for item in dataclasses.fields(DemoConfig)}
+    given = {key: value for key, value in vars(args).items() if key in names}
+    return DemoConfig(**{**(DemoConfig.QUICK if args.quick else {}), **given})
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from parlmt.models.embedded import ModelPartsError
+
+    config = config_from_args(args)
+    if args.restart:
+        shutil.rmtree(config.out, ignore_errors=True)
+    started = time.perf_counter()
+    try:
+        rows = run_demo(config)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished stages and saved progress are in {config.out}; run the same command to "
+              "continue", file=sys.stderr)
+        return 130
+    except (DemoError, ModelPartsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a full disk, most often: nothing finished is lost
+        print(f"error: {error}\nfree the space (or fix the path) and run the same command to continue; finished "
+              f"stages are kept in {config.out}", file=sys.stderr)
+        return 1
+    print(format_table(rows))
+    print(f"demo: {time.perf_counter() - started:.0f} s this run; table: {Path(config.out) / 'table.txt'}; "
+          "see every run with `parlmt ui`")
+    return 0
