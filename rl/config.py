@@ -111,10 +111,12 @@ class PAGRLConfig(StageConfig):
     PRESETS = {
         "cpu-smoke": {"categories": "base", "max_tasks": 8, "num_generations": 2, "states_per_step": 1,
                       "max_completion_tokens": 48, "max_steps_per_turn": 2, "max_steps": 3, "save_steps": 0,
-                      "eval_steps": 0, "learning_rate": 5e-5, "output_dir": "outputs/rl-cpu-smoke"},
+                      "micro_batch_size": 1, "eval_steps": 0, "learning_rate": 5e-5,
+                      "output_dir": "outputs/rl-cpu-smoke"},
         "gpu": {"model": "Qwen/Qwen2.5-7B-Instruct", "device": "cuda", "categories": "base,miss_func,miss_param,"
                 "long_context", "num_generations": 8, "states_per_step": 8, "max_completion_tokens": 512,
-                "max_steps_per_turn": 8, "rollout_turns": 2, "max_steps": 500, "save_steps": 50, "eval_steps": 50,
+                "max_steps_per_turn": 8, "rollout_turns": 2, "max_steps": 500,
+                "micro_batch_size": 8, "save_steps": 50, "eval_steps": 50,
                 "eval_states": 40, "learning_rate": 1e-5, "lora_r": 64, "lora_alpha": 128,
                 "gradient_checkpointing": True, "output_dir": "outputs/rl-gpu"},
     }
@@ -136,7 +138,10 @@ class PAGRLConfig(StageConfig):
                                     "replay makes the calls, then replies).", 4)
     num_generations: int = _help("G: rollouts per state; advantages compare the same module call across them.", 4)
     states_per_step: int = _help("States rolled out per optimizer step (each G times); also the number of "
-                                 "micro-batches the step's samples are split into.", 2)
+                                 "accumulation slices the step's samples are split into.", 2)
+    micro_batch_size: int = _help("Samples per forward/backward pass within a slice, each trimmed to its own length "
+                                  "(bounds memory: a step's samples vary in number, and BFCL prompts run to 2-3k "
+                                  "tokens); 0: a whole slice at once.", 2)
     max_completion_tokens: int = _help("Token cap of every module call's completion.", 128)
     temperature: float = _help("Sampling temperature of the rollouts (also the one the loss assumes).", 1.0)
     beta: float = _help("KL penalty coefficient against the model without the new LoRA updates (0: no KL, no "

@@ -83,6 +83,22 @@ class PAGRLTrainer(GRPOTrainer):
         with completion_tokens_only():
             return super().training_step(model, inputs, num_items_in_batch)
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """TRL's loss over the slice in micro-batches of ``micro_batch_size`` rows: every micro-batch but
+        the last is back-propagated here, so one micro-batch's activations are alive at a time (the
+        trainer back-propagates the returned loss; the earlier ones join it detached, for the logs)."""
+        chunks = micro_batches(inputs, self.pag.micro_batch_size)
+        rows = len(inputs["advantages"])
+        earlier = 0.0
+        for chunk in chunks:
+            # dapo normalises by the step's token count, so the pieces add up; dr_grpo by the rows it sees.
+            weight = len(chunk["advantages"]) / rows if self.loss_type == "dr_grpo" else 1.0
+            loss = super().compute_loss(model, chunk, return_outputs, num_items_in_batch) * weight
+            if chunk is chunks[-1]:
+                return loss + earlier
+            self.accelerator.backward(loss)
+            earlier += loss.detach()
+
     def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
         if not self.model.training:
             raise RuntimeError("PAG-RL evaluates with evaluate_states (dev callback), not the trainer's eval loop")
@@ -238,6 +254,29 @@ class PAGRLTrainer(GRPOTrainer):
         figures["dev/accuracy"] = figures["dev/turn"]
         figures["dev/reward"] = mean(composite(o, config.weights()) for o in outcomes)
         return figures
+
+
+def micro_batches(inputs: dict, size: int) -> list[dict]:
+    """``inputs`` (TRL's padded tensors for one slice) in pieces of ``size`` rows, each trimmed of the
+    prompt's left padding and the completion's right padding that no row of the piece uses."""
+    rows = len(inputs["advantages"])
+    if size <= 0 or rows <= size:
+        return [inputs]
+    width = inputs["completion_ids"].size(1)
+    pieces = []
+    for start in range(0, rows, size):
+        piece = {key: value[start:start + size] if torch.is_tensor(value) and value.dim() > 0 else value
+                 for key, value in inputs.items()}
+        first = int(piece["prompt_mask"].any(0).nonzero()[0])
+        used = piece["completion_mask"].any(0).nonzero()
+        last = int(used[-1]) + 1 if len(used) else 1
+        for key, value in piece.items():
+            if key.startswith("prompt"):
+                piece[key] = value[:, first:]
+            elif torch.is_tensor(value) and value.dim() > 1 and value.size(1) == width:
+                piece[key] = value[:, :last]
+        pieces.append(piece)
+    return pieces
 
 
 class DevEvaluation(TrainerCallback):

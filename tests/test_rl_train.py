@@ -179,3 +179,31 @@ def test_resume_from_a_checkpoint_matches_the_uninterrupted_run(rl_run, tmp_path
     step2 = [e for e in again.log_history if e.get("step") == 2 and "pag/reward" in e]
     original = [e for e in result.log_history if e.get("step") == 2 and "pag/reward" in e]
     assert step2[0]["pag/reward"] == original[0]["pag/reward"]
+
+
+def test_micro_batches_give_the_update_of_the_whole_slice(rl_run, tmp_path):
+    config, result = rl_run  # micro_batch_size 2: each step's 8 samples in 4 trimmed pieces
+    whole = scripted_run(rl_config(config.model, tmp_path, micro_batch_size=0, mlruns=config.mlruns))
+    pieces, at_once = lora_weights(result.adapter), lora_weights(whole.adapter)
+    for name in pieces:
+        torch.testing.assert_close(pieces[name], at_once[name], rtol=1e-4, atol=1e-6)
+
+
+def test_micro_batches_trim_the_padding_no_row_of_a_piece_uses():
+    from parlmt.rl.grpo import micro_batches
+
+    inputs = {
+        "prompt_ids": torch.tensor([[0, 0, 5, 6], [0, 7, 8, 9], [1, 2, 3, 4]]),
+        "prompt_mask": torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]]),
+        "completion_ids": torch.tensor([[5, 0, 0], [6, 7, 0], [8, 9, 9]]),
+        "completion_mask": torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]]),
+        "old_per_token_logps": torch.zeros(3, 3),
+        "advantages": torch.tensor([1.0, -1.0, 0.5]),
+        "num_items_in_batch": torch.tensor(6),
+    }
+    first, second = micro_batches(inputs, 2)
+    assert first["prompt_ids"].tolist() == [[0, 5, 6], [7, 8, 9]]
+    assert first["completion_ids"].tolist() == [[5, 0], [6, 7]] and first["old_per_token_logps"].shape == (2, 2)
+    assert second["prompt_ids"].tolist() == [[1, 2, 3, 4]] and second["completion_mask"].tolist() == [[1, 1, 1]]
+    assert first["advantages"].tolist() == [1.0, -1.0] and int(second["num_items_in_batch"]) == 6
+    assert micro_batches(inputs, 0) == [inputs] and micro_batches(inputs, 3) == [inputs]

@@ -1,51 +1,77 @@
-"""`parlmt ui`: the MLflow UI over a store made by real runs, checked in headless Chromium."""
+"""`parlmt ui` over the store a short `parlmt demo` made, checked in headless Chromium: the parent run,
+each stage's nested run and a metric value on the page, then a clean stop on Ctrl-C."""
 
 import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import sync_playwright
 
+from parlmt import demo
 from parlmt.cli import main
 from parlmt.models.serve import free_port
-from parlmt.optimize import PAGConfig, run
-from parlmt.programs.tracking import UIServer
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """An MLflow store with two real PAG runs (reference teacher, different task counts)."""
-    root = tmp_path_factory.mktemp("mlruns")
-    for limit in (1, 2):
-        run(PAGConfig(limit=limit, verify_student=False, out=str(root.parent / f"pag{limit}"), mlflow_root=str(root)))
-    return root
+def start_ui(store, port: int) -> subprocess.Popen:
+    """``parlmt ui`` as a user starts it; returns once the UI answers."""
+    process = subprocess.Popen([sys.executable, "-m", "parlmt.cli", "ui", "--mlruns", str(store), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise AssertionError("parlmt ui did not answer within 120 s")
 
 
-def test_ui_shows_the_runs_and_their_metrics_in_a_browser(store, tmp_path):
+def test_ui_shows_every_stage_of_the_demo_and_its_metrics_in_a_browser(demo_run, tmp_path):
+    folder, _ = demo_run
+    store = folder / "mlruns"
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("parlmt-optimize")
-    runs = client.search_runs([experiment.experiment_id], order_by=["metrics.tasks DESC"])
+    experiment = client.get_experiment_by_name("parlmt-demo")
+    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian chromium is installed by the set-up (make test)"
-    with UIServer(store, port=free_port()) as server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{server.url}/#/experiments/{experiment.experiment_id}/runs")
-        for found in runs:
-            page.get_by_text(found.info.run_name).first.wait_for(timeout=60_000)
-        page.screenshot(path=str(tmp_path / "experiment.png"))
-        page.goto(f"{server.url}/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}")
-        page.get_by_text("steps_accepted").first.wait_for(timeout=60_000)
-        body = page.inner_text("body")
-        page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
-        browser.close()
-    accepted = int(runs[0].data.metrics["steps_accepted"])
-    assert f"steps_accepted\n{accepted}\n" in body  # the metrics table shows the stored value
+    port = free_port()
+    ui = start_ui(store, port)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            url = f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"
+            page.goto(url)
+            parent = page.get_by_role("row").filter(has_text="demo").first
+            parent.wait_for(timeout=60_000)
+            parent.get_by_role("button").first.click()  # expand the parent: its stage runs
+            for name in demo.STAGES:
+                page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+            page.screenshot(path=str(tmp_path / "experiment.png"))
+            page.goto(f"{url}/{runs['pag'].info.run_id}")
+            page.get_by_text("sft_rows").first.wait_for(timeout=60_000)
+            body = page.inner_text("body")
+            page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
+            browser.close()
+    finally:
+        ui.send_signal(signal.SIGINT)
+        ui.wait(30)
+    rows = int(runs["pag"].data.metrics["sft_rows"])
+    assert f"sft_rows\n{rows}\n" in body  # the metrics table shows the stored value
     assert (tmp_path / "experiment.png").stat().st_size > 10_000
-    assert server.process.poll() is not None  # stopped cleanly on exit
+    assert ui.returncode == 130 and "MLflow UI at http://127.0.0.1" in ui.stdout.read()
+    with pytest.raises(OSError):  # the mlflow server went with it
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
 
 
 def test_ui_refuses_a_folder_without_a_store(tmp_path, capsys):

