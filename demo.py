@@ -29,8 +29,8 @@ EVALS = {  # stage -> (program, the stage whose adapter it evaluates)
     "eval-sft": ("progress", "sft"), "eval-rl": ("progress", "rl"),
 }
 COLUMNS = [("accuracy", "accuracy", "{:.3f}"), ("turn_accuracy", "turn acc", "{:.3f}"),
-           ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("steps_per_turn", "steps/turn", "{:.2f}"),
-           ("wall_s", "wall s", "{:.0f}")]
+           ("format_validity", "format ok", "{:.3f}"), ("act_prompt_tokens", "act prompt tok", "{:.0f}"),
+           ("steps_per_turn", "steps/turn", "{:.2f}"), ("wall_s", "wall s", "{:.0f}")]
 
 
 def _help(text: str, default):
@@ -93,8 +93,6 @@ def _evaluate(name: str, config: DemoConfig, state: dict) -> dict:
 
 
 def _pag(name: str, config: DemoConfig, state: dict) -> dict:
-    import mlflow
-
     from parlmt.optimize import PAGConfig
     from parlmt.optimize.pipeline import run
 
@@ -107,7 +105,7 @@ def _pag(name: str, config: DemoConfig, state: dict) -> dict:
                         "rerun with --no-verify-student or a stronger --teacher")
     version = hashlib.sha256((out / "sft.parquet").read_bytes()).hexdigest()[:12]
     state["dataset_version"] = version
-    return {"run_id": mlflow.last_active_run().info.run_id, "dataset": str(out / "sft"), "dataset_version": version,
+    return {"run_id": summary["mlflow_run_id"], "dataset": str(out / "sft"), "dataset_version": version,
             "note": f"{summary['steps_accepted']} steps kept, {summary['sft_rows']} SFT rows (v {version})"}
 
 

@@ -51,7 +51,7 @@ def student_check(config: PAGConfig) -> StudentCheck | None:
 
 def run(config: PAGConfig, lm: dspy.BaseLM | None = None, check: StudentCheck | None = None,
         **bootstrap_options) -> dict:
-    """Bootstrap the PAG dataset described by ``config``; returns the dataset statistics.
+    """Bootstrap the PAG dataset described by ``config``; returns the dataset statistics and the MLflow run id.
 
     ``lm`` and ``check`` stand in for the teacher LM and the student verifier the config describes
     (an LM already loaded, a scripted one); ``bootstrap_options`` go to ``pag.bootstrap``.
@@ -70,7 +70,7 @@ def run(config: PAGConfig, lm: dspy.BaseLM | None = None, check: StudentCheck | 
     started = time.perf_counter()
     name = config.run_name or f"pag-{config.teacher}-{config.optimizer}-{'+'.join(config.categories)}"
     tags = {"stage": "optimize", "teacher": config.teacher, "optimizer": config.optimizer, "dataset": str(out)}
-    with mlflow.start_run(run_name=name, nested=True, tags=tags):
+    with mlflow.start_run(run_name=name, nested=True, tags=tags) as mlflow_run:
         mlflow.log_params({k: str(v) for k, v in config.to_dict().items()})
         extra = {}
         if config.optimizer != "none":
@@ -93,4 +93,4 @@ def run(config: PAGConfig, lm: dspy.BaseLM | None = None, check: StudentCheck | 
         mlflow.log_dict(summary["rejected_by_reason"], "rejected_by_reason.json")
         for name in ("README.md", "stats.json", "pag-train.parquet", "pag-rejected.parquet", "sft.parquet"):
             mlflow.log_artifact(str(out / name), artifact_path="dataset")
-    return summary
+    return {**summary, "mlflow_run_id": mlflow_run.info.run_id}

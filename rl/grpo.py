@@ -316,7 +316,8 @@ def training_tasks(config: PAGRLConfig, split: str) -> list[Task]:
 
 def grpo_args(config: PAGRLConfig) -> GRPOConfig:
     """TRL's config for the PAG-RL settings: one generation round per optimizer step, the samples split
-    into ``states_per_step`` micro-batches, ``temperature`` equal to the rollouts'."""
+    into ``states_per_step`` accumulation slices (each in ``micro_batch_size`` pieces), ``temperature``
+    equal to the rollouts'."""
     weights = config.weights()
     return GRPOConfig(
         **config.trainer_arguments(),

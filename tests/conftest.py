@@ -34,24 +34,29 @@ def tiny_model_dir(tmp_path_factory):
 SHORT_DEMO = ["--quick", "--max-tokens", "16", "--max-steps", "1", "--train-tasks", "2", "--sft-steps", "2"]
 
 
-def run_demo_cli(model_dir, folder, *extra: str) -> tuple[int, str, str]:
-    """``parlmt demo`` (short) into ``folder``/demo and ``folder``/mlruns: exit code, stdout, stderr."""
+@pytest.fixture(scope="session")
+def demo_cli(tiny_model_dir):
+    """``parlmt demo`` (short, on the tiny model unless ``model`` says otherwise) into ``folder``/demo and
+    ``folder``/mlruns, as a function returning the exit code, stdout and stderr."""
     import contextlib
     import io
 
     from parlmt.cli import main
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["demo", *SHORT_DEMO, "--model", str(model_dir), "--out", str(folder / "demo"),
-                     "--mlruns", str(folder / "mlruns"), *extra])
-    return code, out.getvalue(), err.getvalue()
+    def run(folder, *extra: str, model=tiny_model_dir) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["demo", *SHORT_DEMO, "--model", str(model), "--out", str(folder / "demo"),
+                         "--mlruns", str(folder / "mlruns"), *extra])
+        return code, out.getvalue(), err.getvalue()
+
+    return run
 
 
 @pytest.fixture(scope="session")
-def demo_run(tiny_model_dir, tmp_path_factory):
+def demo_run(demo_cli, tmp_path_factory):
     """One finished short demo: its folder (``demo/``, ``mlruns/``) and printed table."""
     folder = tmp_path_factory.mktemp("demo")
-    code, stdout, stderr = run_demo_cli(tiny_model_dir, folder)
+    code, stdout, stderr = demo_cli(folder)
     assert code == 0, stderr[-3000:]
     return folder, stdout

@@ -5,7 +5,6 @@ import dataclasses
 import errno
 import json
 
-from conftest import run_demo_cli
 from mlflow.tracking import MlflowClient
 
 from parlmt import demo
@@ -49,16 +48,16 @@ def test_demo_runs_every_stage_as_a_nested_run_and_prints_the_table(demo_run):
     assert (folder / "demo" / "table.txt").read_text().startswith("stage")
 
 
-def test_rerunning_a_finished_demo_runs_nothing_again(demo_run, tiny_model_dir):
+def test_rerunning_a_finished_demo_runs_nothing_again(demo_run, demo_cli):
     folder, _ = demo_run
     before = {name: run.info.run_id for name, run in demo_runs(folder)[1].items()}
-    code, stdout, _ = run_demo_cli(tiny_model_dir, folder)
+    code, stdout, _ = demo_cli(folder)
     assert code == 0
     assert {name: run.info.run_id for name, run in demo_runs(folder)[1].items()} == before
     assert "eval-rl" in stdout
 
 
-def test_ctrl_c_during_sft_resumes_from_its_checkpoint_in_the_same_run(tiny_model_dir, tmp_path, monkeypatch):
+def test_ctrl_c_during_sft_resumes_from_its_checkpoint_in_the_same_run(demo_cli, tmp_path, monkeypatch):
     import parlmt.rl.tracking as tracking
 
     log_adapter = tracking.log_adapter
@@ -67,7 +66,7 @@ def test_ctrl_c_during_sft_resumes_from_its_checkpoint_in_the_same_run(tiny_mode
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tracking, "log_adapter", interrupted)
-    code, _, stderr = run_demo_cli(tiny_model_dir, tmp_path)
+    code, _, stderr = demo_cli(tmp_path)
     assert code == 130 and "run the same command to continue" in stderr
     state = json.loads((tmp_path / "demo" / "state.json").read_text())
     assert list(state["stages"]) == ["eval-fullhistory", "eval-progress", "pag"]
@@ -75,7 +74,7 @@ def test_ctrl_c_during_sft_resumes_from_its_checkpoint_in_the_same_run(tiny_mode
     assert list((tmp_path / "demo" / "sft").glob("checkpoint-2"))
 
     monkeypatch.setattr(tracking, "log_adapter", log_adapter)
-    code, _, stderr = run_demo_cli(tiny_model_dir, tmp_path)
+    code, _, stderr = demo_cli(tmp_path)
     assert code == 0, stderr[-3000:]
     client, runs = demo_runs(tmp_path)
     assert runs["sft"].info.run_id == sft_run and runs["sft"].info.status == "FINISHED"
@@ -83,7 +82,7 @@ def test_ctrl_c_during_sft_resumes_from_its_checkpoint_in_the_same_run(tiny_mode
     assert all(run.info.status == "FINISHED" for run in runs.values())
 
 
-def test_a_full_disk_during_bootstrapping_stops_cleanly_and_the_rerun_continues(tiny_model_dir, tmp_path,
+def test_a_full_disk_during_bootstrapping_stops_cleanly_and_the_rerun_continues(demo_cli, tmp_path,
                                                                                    monkeypatch):
     import parlmt.optimize.pag as pag
 
@@ -97,32 +96,32 @@ def test_a_full_disk_during_bootstrapping_stops_cleanly_and_the_rerun_continues(
         append_shard(out, entry)
 
     monkeypatch.setattr(pag, "append_shard", disk_fills_up)
-    code, _, stderr = run_demo_cli(tiny_model_dir, tmp_path)
+    code, _, stderr = demo_cli(tmp_path)
     assert code == 1 and "No space left on device" in stderr and "run the same command to continue" in stderr
     assert [entry["task_id"] for entry in pag.read_shard(tmp_path / "demo" / "pag").values()] == written
 
     monkeypatch.setattr(pag, "append_shard", append_shard)
-    code, stdout, stderr = run_demo_cli(tiny_model_dir, tmp_path)
+    code, stdout, stderr = demo_cli(tmp_path)
     assert code == 0, stderr[-3000:]
     assert len(pag.read_shard(tmp_path / "demo" / "pag")) == 2  # the saved task kept, the other one added
     assert "sft_rows" in json.loads((tmp_path / "demo" / "pag" / "stats.json").read_text())
 
 
-def test_changed_settings_are_refused_until_restart(demo_run, tiny_model_dir, tmp_path):
+def test_changed_settings_are_refused_until_restart(demo_run, demo_cli, tmp_path):
     folder, _ = demo_run
-    code, _, stderr = run_demo_cli(tiny_model_dir, folder, "--sft-steps", "3")
+    code, _, stderr = demo_cli(folder, "--sft-steps", "3")
     assert code == 1 and "sft_steps" in stderr and "--restart" in stderr
 
 
-def test_a_missing_model_package_is_reported_before_any_stage(tmp_path, monkeypatch):
+def test_a_missing_model_package_is_reported_before_any_stage(demo_cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PARLMT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(embedded.EMBEDDED_MODELS, "student", dataclasses.replace(
         embedded.EMBEDDED_MODELS["student"], package_prefix="parlmt-missing-part"))
-    code, _, stderr = run_demo_cli("embedded:student", tmp_path)
+    code, _, stderr = demo_cli(tmp_path, model="embedded:student")
     assert code == 1 and "pip install 'parl-mt[student]'" in stderr
     assert not (tmp_path / "demo" / "state.json").exists()
 
 
-def test_a_model_path_that_does_not_exist_is_reported(tmp_path):
-    code, _, stderr = run_demo_cli("/no/such/model", tmp_path)
+def test_a_model_path_that_does_not_exist_is_reported(demo_cli, tmp_path):
+    code, _, stderr = demo_cli(tmp_path, model="/no/such/model")
     assert code == 1 and "not found" in stderr
