@@ -122,6 +122,7 @@ class TransformersLM(dspy.BaseLM):
         temperature: default sampling temperature; 0 is greedy and deterministic.
         max_tokens: default cap on generated tokens.
         record_samples: append every generation to ``self.samples``.
+        batcher: the ``GenerationBatcher`` this LM's calls go through (set by ``lanes``).
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class TransformersLM(dspy.BaseLM):
         max_tokens: int = 512,
         record_samples: bool = False,
         name: str | None = None,
+        batcher: "GenerationBatcher | None" = None,
     ):
         config = config or ModelConfig()
         if model is None:
@@ -143,6 +145,7 @@ class TransformersLM(dspy.BaseLM):
         super().__init__(name or f"local/{config.model}", "chat", temperature, max_tokens, cache=False)
         self.hf_model, self.tokenizer = model, tokenizer
         self.record_samples = record_samples
+        self.batcher, self.lane = batcher, 0
         self.samples: list[Sample] = []
         self._lock = threading.Lock()
         self._engine_spec = TransformersEngine(self)
@@ -160,11 +163,25 @@ class TransformersLM(dspy.BaseLM):
         top_k: int | None = None,
         stop: tuple[str, ...] = (),
     ) -> Sample:
-        """Render ``messages`` (and ``tools``) with the chat template and generate one completion."""
+        """Render ``messages`` (and ``tools``) with the chat template and generate one completion
+        (through the batcher, for a lane of ``lanes``)."""
+        prompt_ids = self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True,
+                                                        tokenize=True, return_dict=True)["input_ids"]
+        options = {"temperature": temperature, "max_tokens": max_tokens or self.kwargs.get("max_tokens") or 512,
+                   "top_p": top_p, "top_k": top_k, "stop": tuple(stop)}
+        if self.batcher is None:
+            sample = self.generate_ids([list(prompt_ids)], **options)[0]
+        else:
+            sample = self.batcher.generate(list(prompt_ids), options, self.lane)
+        sample.messages = messages
+        if self.record_samples:
+            self.samples.append(sample)
+        return sample
+
+    def generate_ids(self, prompts: list[list[int]], temperature: float = 0.0, max_tokens: int = 512,
+                     top_p: float | None = None, top_k: int | None = None, stop: tuple[str, ...] = ()) -> list[Sample]:
+        """Complete each prompt (token ids) in one padded ``generate``: samples with their log-probs."""
         tokenizer, model = self.tokenizer, self.hf_model
-        prompt_ids = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=True,
-                                                   return_dict=True)["input_ids"]
-        max_tokens = max_tokens or self.kwargs.get("max_tokens") or 512
         sampling = temperature > 0
         options = {"do_sample": sampling, "max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id,
                    "return_dict_in_generate": True, "output_logits": True}
@@ -175,32 +192,108 @@ class TransformersLM(dspy.BaseLM):
             options |= {"temperature": None, "top_p": None, "top_k": None}
         if stop:
             options |= {"stop_strings": list(stop), "tokenizer": tokenizer}
-        input_ids = torch.tensor([prompt_ids], device=model.device)
+        width = max(len(prompt) for prompt in prompts)
+        padding = [width - len(prompt) for prompt in prompts]  # on the left: decoder-only models continue the right
+        input_ids = torch.tensor([[tokenizer.pad_token_id] * pad + prompt for pad, prompt in zip(padding, prompts,
+                                                                                                 strict=True)],
+                                 device=model.device)
+        attention_mask = torch.tensor([[0] * pad + [1] * (width - pad) for pad in padding], device=model.device)
         with self._lock, torch.no_grad():
-            out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **options)
-        completion = out.sequences[0, len(prompt_ids):]
-        logits = torch.stack(out.logits, dim=1)[0].float()
-        if sampling:
-            logits = logits / temperature
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, completion[:, None])[:, 0]
-        completion_ids = completion.tolist()
-        ended = bool(completion_ids) and completion_ids[-1] in _eos_ids(model, tokenizer)
-        sample = Sample(
-            messages=messages,
-            prompt_ids=list(prompt_ids),
-            completion_ids=completion_ids,
-            logprobs=logprobs.tolist(),
-            text=tokenizer.decode(completion_ids, skip_special_tokens=True),
-            finish_reason="stop" if ended or len(completion_ids) < max_tokens else "length",
-        )
-        if self.record_samples:
-            self.samples.append(sample)
-        return sample
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+        eos = _eos_ids(model, tokenizer)
+        samples = []
+        for row, prompt in enumerate(prompts):
+            generated = out.sequences[row, width:].tolist()
+            length = next((i + 1 for i, token in enumerate(generated) if token in eos), len(generated))
+            completion_ids = generated[:length]  # a finished row is padded until the others finish
+            logits = torch.stack([step[row] for step in out.logits[:length]]).float()
+            if sampling:
+                logits = logits / temperature
+            logprobs = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(completion_ids,
+                                                                                 device=logits.device)[:, None])
+            ended = bool(completion_ids) and completion_ids[-1] in eos
+            samples.append(Sample(
+                messages=[],
+                prompt_ids=list(prompt),
+                completion_ids=completion_ids,
+                logprobs=logprobs[:, 0].tolist(),
+                text=tokenizer.decode(completion_ids, skip_special_tokens=True),
+                finish_reason="stop" if ended or length < max_tokens else "length",
+            ))
+        return samples
+
+    def lanes(self, count: int) -> list["TransformersLM"]:
+        """``count`` LMs on this one's weights, one per thread, whose concurrent calls share forward
+        passes (``GenerationBatcher``); each records its own samples. A lane's thread must call
+        ``lane.batcher.leave()`` when it stops generating, so the others do not wait for it."""
+        batcher = GenerationBatcher(self, count)
+        lanes = [TransformersLM(model=self.hf_model, tokenizer=self.tokenizer, name=self.model,
+                                temperature=self.kwargs.get("temperature", 0.0),
+                                max_tokens=self.kwargs.get("max_tokens", 512), record_samples=True, batcher=batcher)
+                 for _ in range(count)]
+        for number, lane in enumerate(lanes):
+            lane.lane = number
+        return lanes
 
     def dump_state(self) -> dict:
         # The weights are not part of a saved DSPy program; record only what identifies them.
         return {"model": self.model, "temperature": self.kwargs.get("temperature"),
                 "max_tokens": self.kwargs.get("max_tokens")}
+
+
+class GenerationBatcher:
+    """Serves the ``generate`` calls of several threads (one per lane) with shared forward passes.
+
+    A call waits until every lane still playing has a call waiting, then one padded ``generate_ids``
+    serves them all, in lane order, so the batches (and the samples drawn) do not depend on thread
+    timing. Calls with other options than the first lane's wait for the next pass.
+    """
+
+    def __init__(self, lm: TransformersLM, lanes: int):
+        self.lm, self.playing = lm, lanes
+        self.waiting: list[dict] = []
+        self.busy = False
+        self.condition = threading.Condition()
+
+    def generate(self, prompt_ids: list[int], options: dict, lane: int) -> Sample:
+        request = {"lane": lane, "prompt": prompt_ids, "options": options, "sample": None, "error": None}
+        with self.condition:
+            self.waiting.append(request)
+            self.condition.notify_all()
+            while request["sample"] is None and request["error"] is None:
+                if not self.busy and len(self.waiting) >= self.playing:
+                    self._run()
+                else:
+                    self.condition.wait()
+        if request["error"] is not None:
+            raise request["error"]
+        return request["sample"]
+
+    def leave(self) -> None:
+        """This thread's lane stops generating (its rollout ended, or failed)."""
+        with self.condition:
+            self.playing -= 1
+            self.condition.notify_all()
+
+    def _run(self) -> None:
+        """One pass over the waiting calls that share the first lane's options (lock held on entry and exit)."""
+        self.waiting.sort(key=lambda r: r["lane"])
+        options = self.waiting[0]["options"]
+        batch = [r for r in self.waiting if r["options"] == options]
+        self.waiting = [r for r in self.waiting if r["options"] != options]
+        self.busy = True
+        self.condition.release()
+        try:
+            samples = self.lm.generate_ids([r["prompt"] for r in batch], **options)
+            for request, sample in zip(batch, samples, strict=True):
+                request["sample"] = sample
+        except Exception as error:  # every caller of the pass sees it
+            for request in batch:
+                request["error"] = error
+        finally:
+            self.condition.acquire()
+            self.busy = False
+            self.condition.notify_all()
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -118,6 +118,50 @@ def test_record_samples_and_async_calls(tiny_model_dir):
     assert lm.samples[0].messages[-1]["role"] == "user"
 
 
+def test_a_padded_batch_generates_what_each_prompt_generates_alone(tiny_lm):
+    tokenizer = tiny_lm.tokenizer
+    prompts = [tokenizer(text)["input_ids"] for text in ("short", "a much longer prompt than the first one", "mid one")]
+    batch = tiny_lm.generate_ids(prompts, max_tokens=6)
+    for prompt, batched in zip(prompts, batch, strict=True):
+        alone = tiny_lm.generate_ids([prompt], max_tokens=6)[0]
+        assert batched.prompt_ids == prompt and batched.completion_ids == alone.completion_ids
+        torch.testing.assert_close(batched.logprobs, alone.logprobs, rtol=1e-4, atol=1e-4)
+
+
+def test_lanes_share_forward_passes_and_keep_their_own_samples(tiny_model_dir):
+    import threading
+
+    class CountingLM(TransformersLM):
+        """Records the size of every batched pass."""
+
+        passes: list[int] = []
+
+        def generate_ids(self, prompts, **options):
+            self.passes.append(len(prompts))
+            return super().generate_ids(prompts, **options)
+
+    lm = CountingLM(ModelConfig(model=str(tiny_model_dir), dtype="float32"), max_tokens=3)
+    lanes = lm.lanes(3)
+    calls = [1, 3, 2]  # lanes stop at different times; the others must not wait for them
+
+    def play(lane, count):
+        try:
+            for number in range(count):
+                lane.generate([{"role": "user", "content": f"lane {lane.lane} call {number}"}])
+        finally:
+            lane.batcher.leave()
+
+    threads = [threading.Thread(target=play, args=(lane, count)) for lane, count in zip(lanes, calls, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert CountingLM.passes == [3, 2, 1]  # every lane still playing joins each pass
+    assert [len(lane.samples) for lane in lanes] == calls
+    assert all(f"lane {lane.lane} call" in lane.samples[0].messages[0]["content"] for lane in lanes)
+
+
 def test_peft_adapter_is_applied_from_config(tiny_model_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
 

@@ -53,7 +53,8 @@ def rl_config(model_dir, tmp_path, **overrides) -> PAGRLConfig:
     values = dict(model=str(model_dir), dtype="float32", categories="py:todo", tasks=TASK, start_turns="0",
                   num_generations=4, states_per_step=1, max_completion_tokens=12, max_steps_per_turn=1,
                   max_steps=2, save_steps=1, eval_steps=2, eval_states=1, learning_rate=5e-3, beta=0.01,
-                  lora_r=4, lora_alpha=8, output_dir=str(tmp_path / "rl"), mlruns=str(tmp_path / "mlruns"))
+                  lora_r=4, lora_alpha=8, output_dir=str(tmp_path / "rl"), mlruns=str(tmp_path / "mlruns"),
+                  batch_rollouts=False)  # the script answers in call order, which lockstep threads would shuffle
     return PAGRLConfig(**{**values, **overrides})
 
 
@@ -207,3 +208,16 @@ def test_micro_batches_trim_the_padding_no_row_of_a_piece_uses():
     assert second["prompt_ids"].tolist() == [[1, 2, 3, 4]] and second["completion_mask"].tolist() == [[1, 1, 1]]
     assert first["advantages"].tolist() == [1.0, -1.0] and int(second["num_items_in_batch"]) == 6
     assert micro_batches(inputs, 0) == [inputs] and micro_batches(inputs, 3) == [inputs]
+
+
+def test_batched_rollouts_play_every_generation_of_a_state_with_the_real_model(tiny_model_dir, tmp_path):
+    from parlmt.rl.grpo import build_trainer
+
+    config = rl_config(tiny_model_dir, tmp_path, batch_rollouts=True, num_generations=3, max_steps=1, eval_steps=0,
+                       save_steps=0, max_completion_tokens=6)
+    trainer = build_trainer(config)
+    rollouts = trainer._roll_out([{"task_id": TASK, "turn": 0}] * 3, desc="test")
+    assert [number for number, _ in rollouts] == [0, 1, 2]
+    for _, rollout in rollouts:
+        assert [s.tags["module"] for s in rollout.samples][:2] == ["plan", "act"]  # turn 0: nothing to summarize
+        assert rollout.outcomes and all(len(s.completion_ids) <= 6 for s in rollout.samples)
