@@ -143,8 +143,8 @@ class PAGRLConfig(StageConfig):
                                   "(bounds memory: a step's samples vary in number, and BFCL prompts run to 2-3k "
                                   "tokens); 0: a whole slice at once.", 2)
     max_completion_tokens: int = _help("Token cap of every module call's completion.", 128)
-    batch_rollouts: bool = _help("Play a state's G rollouts in lockstep threads whose LM calls share one batched "
-                                 "forward pass (G x fewer decode passes); off: one rollout after another.", True)
+    batch_rollouts: bool = _help("Play a step's rollouts (states_per_step x G) in lockstep threads whose LM calls "
+                                 "share batched forward passes; off: one rollout after another.", True)
     temperature: float = _help("Sampling temperature of the rollouts (also the one the loss assumes).", 1.0)
     beta: float = _help("KL penalty coefficient against the model without the new LoRA updates (0: no KL, no "
                         "reference forward pass).", 0.01)

@@ -17,10 +17,9 @@ advantages with the group-relative ones. That is private API: trl is pinned (==1
 tests run it end to end.
 """
 
-import itertools
 import math
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -132,42 +131,42 @@ class PAGRLTrainer(GRPOTrainer):
         return self._prepared
 
     def _roll_out(self, inputs: list[dict], desc: str) -> list[tuple[int, Rollout]]:
-        """One rollout per input row; the sampler repeats each state ``num_generations`` times in a row."""
-        model = self.model
-        # Sampling in eval mode: the KV cache works (gradient checkpointing is off) and LoRA dropout is off.
-        model.eval()
-        rollouts = []
-        try:
-            with tqdm(total=len(inputs), desc=desc, leave=False,
-                      disable=not self.accelerator.is_local_main_process) as bar:
-                for _, group in itertools.groupby(inputs, key=lambda row: (row["task_id"], row["turn"])):
-                    for rollout in self._play_state(list(group)):
-                        rollouts.append((len(rollouts), rollout))
-                        bar.update()
-        finally:
-            model.train()
-        return rollouts
+        """One rollout per input row (the sampler repeats each state ``num_generations`` times): all in
+        lockstep threads whose LM calls share batched forward passes (``batch_rollouts``), else one
+        after another."""
+        config, model = self.pag, self.model
 
-    def _play_state(self, rows: list[dict]) -> list[Rollout]:
-        """The rollouts of one state: in lockstep threads whose LM calls share batched forward passes
-        (``batch_rollouts``), else one after another."""
-        config, task, turn = self.pag, self.tasks[rows[0]["task_id"]], rows[0]["turn"]
+        def rollout(row: dict, lm) -> Rollout:
+            return play(config.program, self.tasks[row["task_id"]], row["turn"], lm,
+                        turns=config.rollout_turns or None, max_steps=config.max_steps_per_turn,
+                        refresh=config.refresh)
 
-        def rollout(lm) -> Rollout:
-            return play(config.program, task, turn, lm, turns=config.rollout_turns or None,
-                        max_steps=config.max_steps_per_turn, refresh=config.refresh)
-
-        if not config.batch_rollouts or len(rows) == 1:
-            return [rollout(self.policy_lm) for _ in rows]
-
-        def on_lane(lane) -> Rollout:
+        def on_lane(row: dict, lane) -> Rollout:
             try:
-                return rollout(lane)
+                return rollout(row, lane)
             finally:
                 lane.batcher.leave()
 
-        with ThreadPoolExecutor(max_workers=len(rows)) as pool:
-            return list(pool.map(on_lane, self.policy_lm.lanes(len(rows))))
+        # Sampling in eval mode: the KV cache works (gradient checkpointing is off) and LoRA dropout is off.
+        model.eval()
+        try:
+            with tqdm(total=len(inputs), desc=desc, leave=False,
+                      disable=not self.accelerator.is_local_main_process) as bar:
+                if config.batch_rollouts and len(inputs) > 1:
+                    with ThreadPoolExecutor(max_workers=len(inputs)) as pool:
+                        futures = [pool.submit(on_lane, row, lane)
+                                   for row, lane in zip(inputs, self.policy_lm.lanes(len(inputs)), strict=True)]
+                        for _ in as_completed(futures):
+                            bar.update()
+                        played = [future.result() for future in futures]
+                else:
+                    played = []
+                    for row in inputs:
+                        played.append(rollout(row, self.policy_lm))
+                        bar.update()
+        finally:
+            model.train()
+        return list(enumerate(played))
 
     def _sample_rows(self, rollouts: list[tuple[int, Rollout]]) -> tuple[list[dict], list[dict]]:
         """Every tagged LM sample of every rollout as a row (key, rollout, reward terms) and its token ids."""
