@@ -54,6 +54,9 @@ def test_rerunning_a_finished_demo_runs_nothing_again(demo_run, demo_cli):
     code, stdout, _ = demo_cli(folder)
     assert code == 0
     assert {name: run.info.run_id for name, run in demo_runs(folder)[1].items()} == before
+    client, runs = demo_runs(folder)
+    table = client.load_table(runs["demo"].info.experiment_id, "stages.json", run_ids=[runs["demo"].info.run_id])
+    assert list(table["stage"]) == list(demo.STAGES)  # logged once, not appended again
     assert "eval-rl" in stdout
 
 

@@ -16,6 +16,7 @@ from parlmt import demo
 from parlmt.cli import main
 from parlmt.models.serve import free_port
 
+EXPAND = "button[data-component-id*='runnamecellrenderer']"  # the +/- beside a parent run's name
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -52,9 +53,8 @@ def test_ui_shows_every_stage_of_the_demo_and_its_metrics_in_a_browser(demo_run,
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             url = f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"
             page.goto(url)
-            parent = page.get_by_role("row").filter(has_text="demo").first
-            parent.wait_for(timeout=60_000)
-            parent.get_by_role("button").first.click()  # expand the parent: its stage runs
+            page.get_by_text("demo", exact=True).first.wait_for(timeout=60_000)
+            page.locator(EXPAND).first.click()  # the parent's expander: its stage runs
             for name in demo.STAGES:
                 page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
             page.screenshot(path=str(tmp_path / "experiment.png"))
