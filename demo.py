@@ -102,7 +102,7 @@ def _pag(name: str, config: DemoConfig, state: dict) -> dict:
                             experiment=config.experiment, run_name=name))
     if summary["sft_rows"] == 0:
         raise DemoError(f"PAG kept no step ({summary['rejected_by_reason']}), so SFT has nothing to train on: "
-                        "rerun with --no-verify-student or a stronger --teacher")
+                        "rerun with --restart and --no-verify-student, or a stronger --teacher")
     version = hashlib.sha256((out / "sft.parquet").read_bytes()).hexdigest()[:12]
     state["dataset_version"] = version
     return {"run_id": summary["mlflow_run_id"], "dataset": str(out / "sft"), "dataset_version": version,
