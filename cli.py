@@ -29,6 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ShowOnce(logging.Filter):
+    """Lets each distinct message through once: DSPy warns on every module call that hits the token
+    cap, hundreds of times in an evaluation or a training run."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.seen:
+            return False
+        self.seen.add(record.msg)
+        record.msg = f"{record.msg} (shown once)"
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -36,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    dspy_lm = logging.getLogger("dspy.clients.lm")
+    if not args.verbose and not any(isinstance(f, ShowOnce) for f in dspy_lm.filters):
+        dspy_lm.addFilter(ShowOnce())
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
