@@ -1,9 +1,9 @@
 """PAG data: teacher prompt optimization and verified bootstrapping of the PARL-MT training set.
 
 - ``config``: ``PAGConfig``, every setting of a run (the CLI flags have the same names).
-- ``reference``: the ground-truth oracle teacher and ground-truth guidance for LM teachers.
 - ``prompts``: stock DSPy optimizers (BootstrapFewShot, MIPROv2, GEPA) on the teacher program.
-- ``pag``: playing tasks with the teacher, step verification (checker + model-aware), resumable shards.
+- ``pag``: playing tasks with the teacher (the ground-truth oracle of ``programs.oracle``, or an LM
+  with ground-truth guidance), step verification (checker + model-aware), resumable shards.
 - ``dataset``: the HF dataset, SFT chat rows and dataset card built from the shards.
 - ``pipeline``: one run end to end as one MLflow run; ``python optimize.py`` / ``parlmt optimize`` call it.
 
@@ -14,7 +14,7 @@ from parlmt import lazy_exports
 
 _EXPORTS = {
     "PAGConfig": "config", "run": "pipeline", "bootstrap": "pag", "StudentCheck": "pag", "write_dataset": "dataset",
-    "reference_agent": "reference", "GuidedPlan": "reference", "compile_program": "prompts",
+    "GuidedPlan": "pag", "compile_program": "prompts",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -31,10 +31,10 @@ from tqdm import tqdm
 
 from parlmt.envs import CallError, Task, load_tasks, make_env
 from parlmt.optimize.config import PAGConfig
-from parlmt.optimize.reference import GuidedPlan, reference_agent
 from parlmt.programs import extract_calls, salvage_calls
+from parlmt.programs.oracle import oracle_program
 from parlmt.programs.trajectory import Trajectory
-from parlmt.signatures import Act
+from parlmt.signatures import Act, Plan
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,26 @@ def task_records(task: Task, trajectory: Trajectory, check: StudentCheck | None)
     return steps, modules
 
 
+class GuidedPlan(dspy.Module):
+    """An LM teacher's Plan, shown the current turn's ground-truth calls as a hint (the recorded
+    inputs stay the unhinted ones)."""
+
+    def __init__(self, env, plan: dspy.Module | None = None):
+        super().__init__()
+        self.env = env
+        self.plan = plan or dspy.Predict(Plan)
+
+    def forward(self, tools: str, summary: str, request: str, observations: str) -> dspy.Prediction:
+        truth = ", ".join(call.canonical() for call in self.env.ground_truth())
+        hint = f"{request}\n\n(Reference solution for this request, to plan from: [{truth}])"
+        return self.plan(tools=tools, summary=summary, request=hint, observations=observations)
+
+
 def teacher_program(config: PAGConfig, program: dspy.Module | None, env) -> dspy.Module:
-    """The program that plays one task: the oracle, or a copy of the (optimized) LM teacher program,
-    with ground-truth guidance on its Plan module when configured."""
+    """The program that plays one task: the ground-truth oracle (one call per Act step), or a copy of
+    the (optimized) LM teacher program, with ground-truth guidance on its Plan module when configured."""
     if config.teacher == "reference":
-        return reference_agent(env, config.max_steps)
+        return oracle_program("progress", env, config.max_steps, calls_per_step=1, refresh=config.refresh)
     program = program.deepcopy()
     if config.guidance and hasattr(program, "plan"):
         program.plan = GuidedPlan(env, program.plan)

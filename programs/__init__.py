@@ -5,7 +5,8 @@
 - ``parsing``: Act's calls text -> ``Call`` objects (Python calls, JSON, fences, ``<tool_call>`` tags).
 - ``trajectory``: the per-episode record, saved as JSON lines; what optimize/ and rl/ consume.
 - ``metrics``: DSPy metrics for optimizers and the aggregate figures of an evaluation.
-- ``evaluate``: threaded, resumable runs over tasks; official BFCL result files.
+- ``evaluate``: threaded, resumable runs over tasks, as MLflow runs; official BFCL result files.
+- ``oracle``: the ground-truth oracle as the agent's modules (reference teacher, RL replay, SFT rows).
 - ``tracking``: the MLflow store (SQLite + artifacts under ``mlruns/``).
 
 Names are imported on first use (PEP 562) so that ``parlmt --help`` does not load DSPy.
@@ -22,6 +23,7 @@ _EXPORTS = {
     "append_jsonl": "trajectory", "read_jsonl": "trajectory",
     "task_success": "metrics", "turn_accuracy": "metrics", "feedback": "metrics", "examples": "metrics",
     "aggregate": "metrics", "by_category": "metrics", "act_prompt_tokens_by_turn": "metrics",
+    "oracle_program": "oracle",
     "run_episodes": "evaluate", "EvalResult": "evaluate", "bfcl_results": "evaluate", "write_bfcl_results": "evaluate",
 }
 

@@ -31,8 +31,8 @@ import dspy
 
 from parlmt.envs import Task, make_env
 from parlmt.programs.agents import SIGNATURES
+from parlmt.programs.oracle import oracle_program
 from parlmt.programs.trajectory import SFT_COLUMNS, sft_row
-from parlmt.rl.rollout import build_scripted_program
 
 
 def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: Iterable[str] | None = None,
@@ -42,7 +42,7 @@ def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: It
     rows = []
     for task in tasks:
         env = make_env(task, max_steps_per_turn=max_steps)
-        agent = build_scripted_program(program, env, live_from=None, max_steps=max_steps)
+        agent = oracle_program(program, env, max_steps, calls_per_step=None)
         with dspy.context(adapter=dspy.ChatAdapter()):
             trajectory = agent(task=env).trajectory
         rows += [sft_row(call.module, call.inputs, call.outputs, task.id, call.turn, call.step)

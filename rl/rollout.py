@@ -2,11 +2,10 @@
 
 A *state* is ``(task, turn)``: the earlier turns are replayed from the ground truth and the
 policy plays from ``turn`` on. ``play`` builds the agent from ``programs`` (``progress`` or
-``fullhistory``) with each module wrapped in a ``Scripted`` module: before the live turn it answers
-from the ground truth without an LM (so the transcript, Summarize's input, holds the real calls
-and results of the earlier turns), from then on it calls the real ``dspy.Predict`` and tags the
-LM samples it caused with ``(module, turn, call index)``. The same wrapper with no live turn plays
-a whole episode from the ground truth: the reference data path (``data.reference_rows``).
+``fullhistory``) with each module wrapped in a ``Scripted`` module: before the live turn the
+ground-truth oracle (``programs.oracle``) answers without an LM (so the transcript, Summarize's
+input, holds the real calls and results of the earlier turns), from then on it calls the real
+``dspy.Predict`` and tags the LM samples it caused with ``(module, turn, call index)``.
 
 The agent's ``forward`` plays every turn of the task it is given, so ``play`` hands it a task cut
 after the last turn to play. (A ``programs`` hook to start at a given turn with a transcript would
@@ -20,26 +19,24 @@ import dspy
 
 from parlmt.envs import Task, ToolEnv, make_env
 from parlmt.programs.agents import SIGNATURES, build_program
+from parlmt.programs.oracle import oracle_outputs
 from parlmt.programs.trajectory import Trajectory
 from parlmt.rl.rewards import StepOutcome, TurnOutcome
 
-CANNOT = "I cannot complete this request with the available tools and information."
-DONE = "Done."
-NO_CALLS_PLAN = "1. No tool call can complete this request: tell the user what is missing."
-
 
 class Scripted(dspy.Module):
-    """One module of the agent: ground truth before turn ``live_from``, ``predictor`` from then on.
+    """One module of the agent: the oracle before turn ``live_from`` (a turn's calls in one step,
+    then a reply), ``predictor`` from then on.
 
     Args:
         module: ``summarize``, ``plan`` or ``act``.
         predictor: the module's real predictor (``dspy.Predict`` of its signature).
         env: the episode's environment (read for the current turn and its ground truth).
-        live_from: first turn played by ``predictor``; None plays every turn from the ground truth.
+        live_from: first turn played by ``predictor``.
         lm: the policy LM whose ``samples`` this module's live calls are tagged in.
     """
 
-    def __init__(self, module: str, predictor: dspy.Module, env: ToolEnv, live_from: int | None, lm=None):
+    def __init__(self, module: str, predictor: dspy.Module, env: ToolEnv, live_from: int, lm):
         super().__init__()
         self.module, self.predictor, self.live_from, self.policy = module, predictor, live_from, lm
         self._env = env
@@ -49,43 +46,14 @@ class Scripted(dspy.Module):
         turn = self._env.turn
         index = self._calls.get(turn, 0)
         self._calls[turn] = index + 1
-        if self.live_from is None or turn < self.live_from:
-            return dspy.Prediction(**oracle_outputs(self.module, self._env, index))
+        if turn < self.live_from:
+            return dspy.Prediction(**oracle_outputs(self.module, self._env, calls_per_step=None))
         first = len(self.policy.samples)
         try:
             return self.predictor(**inputs)
         finally:  # an unreadable output raises from the adapter, and its sample still trains
             for sample in self.policy.samples[first:]:
                 sample.tags.update(module=self.module, turn=turn, index=index)
-
-
-def oracle_outputs(module: str, env: ToolEnv, index: int) -> dict[str, str]:
-    """What a module writes when it plays the ground truth: the calls of the turn in one step then a
-    reply; their numbered list as the plan; the calls and results of earlier turns as the summary."""
-    truth = [call.canonical() for call in env.ground_truth()]
-    if module == "summarize":
-        return {"summary": oracle_summary(env)}
-    if module == "plan":
-        steps = [f"{i}. {call}" for i, call in enumerate(truth, 1)] or [NO_CALLS_PLAN]
-        return {"plan": "\n".join(steps)}
-    if not truth:
-        return {"calls": "[]", "reply": CANNOT}
-    if index == 0:
-        return {"calls": f"[{', '.join(truth)}]", "reply": ""}
-    return {"calls": "[]", "reply": DONE}
-
-
-def oracle_summary(env: ToolEnv, max_result_chars: int = 200) -> str:
-    """Earlier turns' requests, executed calls and (shortened) results, one line each."""
-    lines = []
-    for step in env.trajectory:
-        if step.turn >= env.turn:
-            break
-        for result in step.results:
-            if result.executed:
-                text = result.observation.replace("\n", " ")[:max_result_chars]
-                lines.append(f"Turn {step.turn + 1}: {result.call} -> {text}")
-    return "\n".join(lines) or "Nothing has been done yet."
 
 
 @dataclass
@@ -110,7 +78,7 @@ def episode_task(task: Task, start: int, turns: int | None) -> Task:
     return dataclasses.replace(task, turns=task.turns[:end], ground_truth=task.ground_truth[:end])
 
 
-def build_scripted_program(program: str, env: ToolEnv, live_from: int | None, lm=None, max_steps: int = 20,
+def build_scripted_program(program: str, env: ToolEnv, live_from: int, lm, max_steps: int = 20,
                            refresh: str = "turn") -> dspy.Module:
     """The agent named ``program`` with every module wrapped in ``Scripted``."""
     options = {"refresh": refresh} if program == "progress" else {}

@@ -14,9 +14,10 @@ from mlflow.tracking import MlflowClient
 from parlmt.cli import main
 from parlmt.envs import load_task, make_env
 from parlmt.models import ModelConfig, TransformersLM
-from parlmt.optimize import PAGConfig, StudentCheck, bootstrap, reference_agent, run
+from parlmt.optimize import PAGConfig, StudentCheck, bootstrap, run
 from parlmt.optimize.pag import SHARD, read_shard
 from parlmt.programs import build_program
+from parlmt.programs.oracle import oracle_program
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +78,7 @@ def test_the_real_student_reproduces_a_reference_step(student):
     model, tokenizer = student
     check = StudentCheck(TransformersLM(model=model, tokenizer=tokenizer, max_tokens=48))
     env = make_env("bfcl:base:10")
-    first_act = reference_agent(env)(task=env).trajectory.calls_of("act")[0]
+    first_act = oracle_program("progress", env)(task=env).trajectory.calls_of("act")[0]
     assert check(first_act.inputs, ["cd(folder='workspace')"])[1] is None
     calls, reason = check(first_act.inputs, ["mkdir(dir_name='elsewhere')"])
     assert reason == f"student_mismatch: wrote [{', '.join(calls)}]"
