@@ -8,26 +8,16 @@ optional extra ``parl-mt[serve]`` provides ``llama-cpp-python[server]``.
 
 import importlib.util
 import json
-import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from parlmt.models.embedded import EMBEDDED_MODELS, assemble
+from parlmt.server import ServerError, ServerProcess, free_port
 
-log = logging.getLogger(__name__)
-
-
-class ServerError(RuntimeError):
-    """The llama.cpp server is not installed, did not start, or died."""
-
+__all__ = ["LlamaServer", "ServerError", "free_port", "gguf_path"]
 
 def gguf_path(spec: str) -> Path:
     """An embedded model name (``embedded:student``) or a path to a .gguf file."""
@@ -40,14 +30,8 @@ def gguf_path(spec: str) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LlamaServer:
-    """A llama.cpp server for one GGUF model, as a context manager.
+class LlamaServer(ServerProcess):
+    """A llama.cpp server for one GGUF model, as a context manager (log: ``log_tail()``).
 
     Args:
         model: ``embedded:student``, ``embedded:teacher`` or a .gguf path.
@@ -56,6 +40,8 @@ class LlamaServer:
         n_threads: CPU threads (default: all cores).
         startup_timeout: seconds to wait for the server to answer.
     """
+
+    name = "llama.cpp server"
 
     def __init__(
         self,
@@ -71,13 +57,10 @@ class LlamaServer:
                 "llama.cpp server is not installed. Install the optional extra: "
                 "pip install 'parl-mt[serve]' (builds llama-cpp-python from source, ~7 min on 2 cores)"
             )
+        super().__init__(port, startup_timeout)
         self.alias = self.gguf.stem
-        self.port = port or free_port()
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
-        self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
 
     @property
     def api_base(self) -> str:
@@ -88,23 +71,10 @@ class LlamaServer:
         """The model string for litellm / ``dspy.LM`` (with ``api_base=self.api_base``)."""
         return f"openai/{self.alias}"
 
-    def start(self) -> "LlamaServer":
-        command = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--model_alias", self.alias,
-            "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.n_threads),
-        ]
-        log.info("starting llama.cpp server on %s (log: %s)", self.api_base, self._log.name)
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerError(f"llama.cpp server exited with code {self.process.returncode}: {self.log_tail()}")
-            if self.ready():
-                return self
-            time.sleep(0.5)
-        self.stop()
-        raise ServerError(f"llama.cpp server did not answer within {self.startup_timeout:.0f} s: {self.log_tail()}")
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--model_alias", self.alias,
+                "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
+                "--n_threads", str(self.n_threads)]
 
     def ready(self) -> bool:
         try:
@@ -112,23 +82,3 @@ class LlamaServer:
                 return self.alias in {m["id"] for m in json.load(response)["data"]}
         except (urllib.error.URLError, OSError, ValueError, KeyError):
             return False
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        log.info("llama.cpp server stopped")
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
-
-    def __enter__(self) -> "LlamaServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

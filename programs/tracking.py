@@ -7,6 +7,8 @@ the caller says: by default the repository's ``mlruns/`` (``mlruns/mlflow.db`` a
 
 from pathlib import Path
 
+from parlmt.server import ServerProcess
+
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,64 +46,37 @@ def experiment(name: str, root: str | Path | None = None, tracking_uri: str | No
     return experiment_id
 
 
-class UIServer:
+class UIServer(ServerProcess):
     """``mlflow server`` over a store, on 127.0.0.1, as a context manager that waits until the UI answers.
 
     The backend store and artifact root are the ones runs write (``sqlite:///<root>/mlflow.db`` and
     ``<root>/artifacts``), so every run's params, metrics, artifacts and traces show up.
     """
 
+    name = "mlflow server"
+
     def __init__(self, root: str | Path | None = None, port: int = 5000, startup_timeout: float = 120.0):
         self.root = Path(root or default_root()).resolve()
         if not (self.root / "mlflow.db").is_file():
             raise FileNotFoundError(f"no MLflow store at {self.root} (mlflow.db): run an eval, optimize or train first")
-        self.port = port
-        self.startup_timeout = startup_timeout
-        self.process = None
+        super().__init__(port, startup_timeout)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "UIServer":
-        import subprocess
+    def command(self) -> list[str]:
         import sys
-        import time
+
+        return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+                "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+                "--default-artifact-root", (self.root / "artifacts").as_uri(), "--workers", "1"]
+
+    def ready(self) -> bool:
         import urllib.request
 
-        command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-                   "--default-artifact-root", (self.root / "artifacts").as_uri(), "--workers", "1"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                        start_new_session=True)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {self.process.stderr.read()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not answer on {self.url} within {self.startup_timeout:.0f} s")
-
-    def stop(self) -> None:
-        import os
-        import signal
-        import subprocess
-
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
         try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def __enter__(self) -> "UIServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                return True
+        except OSError:
+            return False
