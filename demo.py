@@ -18,8 +18,10 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from parlmt.options import add_options, given_options, option
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +35,27 @@ COLUMNS = [("accuracy", "accuracy", "{:.3f}"), ("turn_accuracy", "turn acc", "{:
            ("steps_per_turn", "steps/turn", "{:.2f}"), ("wall_s", "wall s", "{:.0f}")]
 
 
-def _help(text: str, default):
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class DemoConfig:
     """What the demo runs on; every field is a ``parlmt demo`` option."""
 
-    model: str = _help("The student every stage uses: embedded:student, a .gguf file or a HF model folder.",
+    model: str = option("The student every stage uses: embedded:student, a .gguf file or a HF model folder.",
                        "embedded:student")
-    teacher: str = _help("PAG teacher: reference (ground-truth oracle), embedded:teacher, or a litellm model string.",
+    teacher: str = option("PAG teacher: reference (ground-truth oracle), embedded:teacher, or a litellm model string.",
                          "reference")
-    dev_tasks: str = _help("Dev entries every evaluation runs (the two 2-turn base entries of the dev split).",
+    dev_tasks: str = option("Dev entries every evaluation runs (the two 2-turn base entries of the dev split).",
                            "bfcl:base:113,bfcl:base:144")
-    train_tasks: int = _help("First train-split base entries used for PAG data and RL states.", 8)
-    verify_student: bool = _help("Model-aware PAG verification; the untrained 0.5B student reproduces almost no "
+    train_tasks: int = option("First train-split base entries used for PAG data and RL states.", 8)
+    verify_student: bool = option("Model-aware PAG verification; the untrained 0.5B student reproduces almost no "
                                  "call, which leaves SFT nothing to train on.", False)
-    max_steps: int = _help("Act steps per turn in the evaluations.", 4)
-    max_tokens: int = _help("Completion cap per module call in the evaluations.", 192)
-    sft_steps: int = _help("SFT warm-up optimizer steps (cpu-smoke preset otherwise).", 8)
-    rl_steps: int = _help("PAG-RL optimizer steps (cpu-smoke preset otherwise).", 3)
-    out: str = _help("Folder of the demo's data, adapters, trajectories and state (re-running resumes it).",
+    max_steps: int = option("Act steps per turn in the evaluations.", 4)
+    max_tokens: int = option("Completion cap per module call in the evaluations.", 192)
+    sft_steps: int = option("SFT warm-up optimizer steps (cpu-smoke preset otherwise).", 8)
+    rl_steps: int = option("PAG-RL optimizer steps (cpu-smoke preset otherwise).", 3)
+    out: str = option("Folder of the demo's data, adapters, trajectories and state (re-running resumes it).",
                      "outputs/demo")
-    mlruns: str | None = _help("MLflow folder (default: the repository's mlruns/).", None)
-    experiment: str = _help("MLflow experiment of the parent run and its stage runs.", "parlmt-demo")
+    mlruns: str | None = option("MLflow folder (default: the repository's mlruns/).", None)
+    experiment: str = option("MLflow experiment of the parent run and its stage runs.", "parlmt-demo")
 
     QUICK = {"dev_tasks": "bfcl:base:113", "train_tasks": 4, "sft_steps": 2, "rl_steps": 1,
              "out": "outputs/demo-quick"}
@@ -267,22 +265,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                 "eval), nested MLflow runs and a comparison table")
     parser.add_argument("--quick", action="store_true", help=f"a shorter demo: {DemoConfig.QUICK}")
     parser.add_argument("--restart", action="store_true", help="delete the demo folder first instead of resuming")
-    for item in dataclasses.fields(DemoConfig):
-        option = f"--{item.name.replace('_', '-')}"
-        help_text = f"{item.metadata['help']} (default: {item.default})"
-        if item.type is bool:
-            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=help_text)
-        else:
-            kind = int if item.type is int else str
-            parser.add_argument(option, type=kind, default=argparse.SUPPRESS, help=help_text)
+    add_options(parser, DemoConfig)
     parser.set_defaults(func=run_demo_command)
 
 
 def config_from_args(args: argparse.Namespace) -> DemoConfig:
-    names = {item.name for item in dataclasses.fields(DemoConfig)}
-    given = {key: value for key, value in vars(args).items() if key in names}
-    return DemoConfig(**{**(DemoConfig.QUICK if args.quick else {}), **given})
+    return DemoConfig(**{**(DemoConfig.QUICK if args.quick else {}), **given_options(DemoConfig, args)})
 
 
 def run_demo_command(args: argparse.Namespace) -> int:

@@ -7,10 +7,9 @@ warm-up ("w/o PAG").
 """
 
 import argparse
-import dataclasses
-import types
 from pathlib import Path
 
+from parlmt.options import add_options, given_options
 from parlmt.rl.config import PAGRLConfig, SFTWarmupConfig, StageConfig
 
 
@@ -37,27 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: type[StageConfig]) -> None:
-    """One ``--option`` per config field (help: the field's doc), defaulting to unset so that only
-    the options given override the preset."""
+    """``--preset`` and one ``--option`` per config field (``options.add_options``)."""
     parser.add_argument("--preset", choices=sorted(config_class.PRESETS), help="starting values (see --help)")
-    for item in dataclasses.fields(config_class):
-        kind = _base_type(item.type)
-        option = f"--{item.name.replace('_', '-')}"
-        help_text = f"{item.metadata.get('help', '')} (default: {item.default})".replace("%", "%%")
-        if kind is bool:
-            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=help_text)
-        else:
-            parser.add_argument(option, type=kind, default=argparse.SUPPRESS, help=help_text)
+    add_options(parser, config_class)
     presets = "; ".join(f"{name}: {values}" for name, values in config_class.PRESETS.items())
     parser.epilog = f"presets: {presets}".replace("%", "%%")
 
 
 def config_from_args(config_class: type[StageConfig], args: argparse.Namespace) -> StageConfig:
     """The config of ``args``: the preset (if any) with the options given on top."""
-    names = {item.name for item in dataclasses.fields(config_class)}
-    given = {key: value for key, value in vars(args).items() if key in names}
-    return config_class.from_preset(args.preset, **given)
+    return config_class.from_preset(args.preset, **given_options(config_class, args))
 
 
 def run_data(args: argparse.Namespace) -> int:
@@ -105,10 +93,3 @@ def run_rl(args: argparse.Namespace) -> int:
         print(f"dev accuracy (greedy turn success) at step {dev[-1]['step']}: {dev[-1]['dev/accuracy']:.3f}")
     print(f"adapter: {result.adapter}  mlflow run: {result.run_id}")
     return 0
-
-
-def _base_type(annotation) -> type:
-    """``int`` for ``int`` and ``int | None``, and so on."""
-    if isinstance(annotation, types.UnionType):
-        return next(arg for arg in annotation.__args__ if arg is not type(None))
-    return annotation

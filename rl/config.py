@@ -13,46 +13,42 @@ Presets name tested starting points; fields given explicitly override them:
 """
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-
-def _help(text: str, default=None, **kwargs):
-    if "default_factory" in kwargs:
-        return field(metadata={"help": text}, **kwargs)
-    return field(default=default, metadata={"help": text}, **kwargs)
+from parlmt.options import option
 
 
 @dataclass
 class StageConfig:
     """What both training stages share: the model, LoRA, optimisation basics, output and tracking."""
 
-    model: str = _help("Base model: embedded:student, embedded:teacher, a .gguf file, a HF folder or hub id.",
+    model: str = option("Base model: embedded:student, embedded:teacher, a .gguf file, a HF folder or hub id.",
                        "embedded:student")
-    dtype: str = _help("Weights dtype: bfloat16 (2-2.6x faster than float32 on AVX512_BF16 CPUs), float16, float32.",
+    dtype: str = option("Weights dtype: bfloat16 (2-2.6x faster than float32 on AVX512_BF16 CPUs), float16, float32.",
                        "bfloat16")
-    device: str = _help("Torch device (cpu, cuda), or auto to spread the model over the visible GPUs.", "cpu")
-    adapter: str | None = _help("Start from this LoRA adapter folder (e.g. the SFT warm-up's) and keep training it; "
+    device: str = option("Torch device (cpu, cuda), or auto to spread the model over the visible GPUs.", "cpu")
+    adapter: str | None = option("Start from this LoRA adapter folder (e.g. the SFT warm-up's) and keep training it; "
                                 "unset: a fresh LoRA adapter.")
-    lora_r: int = _help("LoRA rank.", 16)
-    lora_alpha: int = _help("LoRA alpha (scale = alpha / r).", 32)
-    lora_dropout: float = _help("LoRA dropout. 0 keeps RL sampling and the loss on the same (deterministic) policy.",
+    lora_r: int = option("LoRA rank.", 16)
+    lora_alpha: int = option("LoRA alpha (scale = alpha / r).", 32)
+    lora_dropout: float = option("LoRA dropout. 0 keeps RL sampling and the loss on the same (deterministic) policy.",
                                 0.0)
-    lora_target_modules: str = _help("Modules LoRA adapts: all-linear, or comma-separated names (q_proj,v_proj).",
+    lora_target_modules: str = option("Modules LoRA adapts: all-linear, or comma-separated names (q_proj,v_proj).",
                                      "all-linear")
-    learning_rate: float = _help("Peak learning rate (AdamW).", 1e-4)
-    max_steps: int = _help("Optimizer steps.", 100)
-    gradient_checkpointing: bool = _help("Recompute activations in the backward pass (saves memory on long "
+    learning_rate: float = option("Peak learning rate (AdamW).", 1e-4)
+    max_steps: int = option("Optimizer steps.", 100)
+    gradient_checkpointing: bool = option("Recompute activations in the backward pass (saves memory on long "
                                          "prompts, costs ~30% time).", False)
-    logging_steps: int = _help("Log metrics every this many steps.", 1)
-    save_steps: int = _help("Save a checkpoint (adapter, optimizer, RNG states) every this many steps; 0: none.", 50)
-    save_total_limit: int = _help("Keep at most this many checkpoints (the oldest are deleted); 0: keep all.", 2)
-    seed: int = _help("Seed for data order, LoRA init and sampling: a rerun (or a resume) reproduces the run.", 0)
-    output_dir: str = _help("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/train")
-    resume: str | None = _help("Resume from a checkpoint folder, or 'latest' for the newest in output_dir.")
-    mlruns: str | None = _help("MLflow folder (default: the repository's mlruns/, SQLite + artifacts).")
-    tracking_uri: str | None = _help("MLflow tracking URI (default: sqlite:///<mlruns>/mlflow.db).")
-    experiment: str = _help("MLflow experiment name.", "parlmt-train")
-    run_name: str | None = _help("MLflow run name (default: derived from the stage and model).")
+    logging_steps: int = option("Log metrics every this many steps.", 1)
+    save_steps: int = option("Save a checkpoint (adapter, optimizer, RNG states) every this many steps; 0: none.", 50)
+    save_total_limit: int = option("Keep at most this many checkpoints (the oldest are deleted); 0: keep all.", 2)
+    seed: int = option("Seed for data order, LoRA init and sampling: a rerun (or a resume) reproduces the run.", 0)
+    output_dir: str = option("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/train")
+    resume: str | None = option("Resume from a checkpoint folder, or 'latest' for the newest in output_dir.")
+    mlruns: str | None = option("MLflow folder (default: the repository's mlruns/, SQLite + artifacts).")
+    tracking_uri: str | None = option("MLflow tracking URI (default: sqlite:///<mlruns>/mlflow.db).")
+    experiment: str = option("MLflow experiment name.", "parlmt-train")
+    run_name: str | None = option("MLflow run name (default: derived from the stage and model).")
 
     def trainer_arguments(self) -> dict:
         """The ``transformers.TrainingArguments`` both stages set the same way (TRL configs take them)."""
@@ -94,14 +90,14 @@ class SFTWarmupConfig(StageConfig):
                 "lora_r": 64, "lora_alpha": 128, "output_dir": "outputs/sft-gpu"},
     }
 
-    dataset: str = _help("PAG dataset: a save_to_disk folder, .parquet or .jsonl (contract in parlmt.rl.data).", "")
-    modules: str | None = _help("Train only on these modules' rows (comma-separated: summarize,plan,act).")
-    epochs: float = _help("Passes over the dataset (max_steps, when positive, wins).", 1.0)
-    batch_size: int = _help("Rows per device per micro-batch.", 1)
-    grad_accum: int = _help("Micro-batches per optimizer step.", 4)
-    max_length: int = _help("Longest prompt+completion in tokens; longer rows are truncated from the end.", 8192)
-    experiment: str = _help("MLflow experiment name.", "parlmt-sft")
-    output_dir: str = _help("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/sft")
+    dataset: str = option("PAG dataset: a save_to_disk folder, .parquet or .jsonl (contract in parlmt.rl.data).", "")
+    modules: str | None = option("Train only on these modules' rows (comma-separated: summarize,plan,act).")
+    epochs: float = option("Passes over the dataset (max_steps, when positive, wins).", 1.0)
+    batch_size: int = option("Rows per device per micro-batch.", 1)
+    grad_accum: int = option("Micro-batches per optimizer step.", 4)
+    max_length: int = option("Longest prompt+completion in tokens; longer rows are truncated from the end.", 8192)
+    experiment: str = option("MLflow experiment name.", "parlmt-sft")
+    output_dir: str = option("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/sft")
 
 
 @dataclass
@@ -121,47 +117,47 @@ class PAGRLConfig(StageConfig):
                 "gradient_checkpointing": True, "output_dir": "outputs/rl-gpu"},
     }
 
-    program: str = _help("Program rolled out: progress (Summarize -> Plan -> Act, PAG-RL) or fullhistory "
+    program: str = option("Program rolled out: progress (Summarize -> Plan -> Act, PAG-RL) or fullhistory "
                          "(Act on the raw transcript: the MT-GRPO baseline).", "progress")
-    refresh: str = _help("Awareness refresh of the progress program: turn (summarize and plan once a turn, re-plan "
+    refresh: str = option("Awareness refresh of the progress program: turn (summarize and plan once a turn, re-plan "
                          "after a failed step) or step (before every Act step).", "turn")
-    categories: str = _help("Task sources, comma-separated: base, miss_func, miss_param, long_context, py:todo, ...",
+    categories: str = option("Task sources, comma-separated: base, miss_func, miss_param, long_context, py:todo, ...",
                             "base")
-    tasks: str | None = _help("Train on these task ids only (comma-separated, e.g. bfcl:base:3,py:todo:1); dev "
+    tasks: str | None = option("Train on these task ids only (comma-separated, e.g. bfcl:base:3,py:todo:1); dev "
                               "states still come from the categories.")
-    split: str = _help("Tasks of this split train (dev states are always from the dev split).", "train")
-    max_tasks: int | None = _help("At most this many tasks per category (first ones of the split).")
-    start_turns: str | None = _help("Start turns of the states, comma-separated (e.g. 0,1); unset: every turn.")
-    rollout_turns: int | None = _help("Turns the policy plays from the start turn (earlier ones are replayed from "
+    split: str = option("Tasks of this split train (dev states are always from the dev split).", "train")
+    max_tasks: int | None = option("At most this many tasks per category (first ones of the split).")
+    start_turns: str | None = option("Start turns of the states, comma-separated (e.g. 0,1); unset: every turn.")
+    rollout_turns: int | None = option("Turns the policy plays from the start turn (earlier ones are replayed from "
                                       "the ground truth); 0 or unset plays to the end.", 1)
-    max_steps_per_turn: int = _help("Act steps allowed per turn (BFCL: 20). At least 2 when start turns > 0 (the "
+    max_steps_per_turn: int = option("Act steps allowed per turn (BFCL: 20). At least 2 when start turns > 0 (the "
                                     "replay makes the calls, then replies).", 4)
-    num_generations: int = _help("G: rollouts per state; advantages compare the same module call across them.", 4)
-    states_per_step: int = _help("States rolled out per optimizer step (each G times); also the number of "
+    num_generations: int = option("G: rollouts per state; advantages compare the same module call across them.", 4)
+    states_per_step: int = option("States rolled out per optimizer step (each G times); also the number of "
                                  "accumulation slices the step's samples are split into.", 2)
-    micro_batch_size: int = _help("Samples per forward/backward pass within a slice, each trimmed to its own length "
+    micro_batch_size: int = option("Samples per forward/backward pass within a slice, each trimmed to its own length "
                                   "(bounds memory: a step's samples vary in number, and BFCL prompts run to 2-3k "
                                   "tokens); 0: a whole slice at once.", 2)
-    max_completion_tokens: int = _help("Token cap of every module call's completion.", 128)
-    batch_rollouts: bool = _help("Play a step's rollouts (states_per_step x G) in lockstep threads whose LM calls "
+    max_completion_tokens: int = option("Token cap of every module call's completion.", 128)
+    batch_rollouts: bool = option("Play a step's rollouts (states_per_step x G) in lockstep threads whose LM calls "
                                  "share batched forward passes; off: one rollout after another.", True)
-    temperature: float = _help("Sampling temperature of the rollouts (also the one the loss assumes).", 1.0)
-    beta: float = _help("KL penalty coefficient against the model without the new LoRA updates (0: no KL, no "
+    temperature: float = option("Sampling temperature of the rollouts (also the one the loss assumes).", 1.0)
+    beta: float = option("KL penalty coefficient against the model without the new LoRA updates (0: no KL, no "
                         "reference forward pass).", 0.01)
-    loss_type: str = _help("TRL loss: dapo (token-level, normalised over the whole step) or dr_grpo; grpo averages "
+    loss_type: str = option("TRL loss: dapo (token-level, normalised over the whole step) or dr_grpo; grpo averages "
                            "per sequence, which lets padding rows dilute it.", "dapo")
-    epsilon: float = _help("PPO clip range of the probability ratio.", 0.2)
-    scale_advantages: bool = _help("Divide advantages by their group's reward std (GRPO); off: Dr. GRPO.", False)
-    w_format: float = _help("Weight of the format-validity term (parseable, known function, schema-valid args).", 0.2)
-    w_calls: float = _help("Weight of call correctness (F1 against the turn's ground truth).", 0.5)
-    w_turn: float = _help("Weight of turn success (the checker's state and response match).", 1.0)
-    w_episode: float = _help("Weight of episode success (official checker over the turns played).", 0.5)
-    w_efficiency: float = _help("Weight of the efficiency penalty (repeated or surplus calls).", 0.2)
-    eval_steps: int = _help("Greedy accuracy on dev states every this many steps; 0: never.", 25)
-    eval_states: int = _help("Dev states in that evaluation.", 8)
-    learning_rate: float = _help("Peak learning rate (AdamW).", 2e-5)
-    experiment: str = _help("MLflow experiment name.", "parlmt-rl")
-    output_dir: str = _help("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/rl")
+    epsilon: float = option("PPO clip range of the probability ratio.", 0.2)
+    scale_advantages: bool = option("Divide advantages by their group's reward std (GRPO); off: Dr. GRPO.", False)
+    w_format: float = option("Weight of the format-validity term (parseable, known function, schema-valid args).", 0.2)
+    w_calls: float = option("Weight of call correctness (F1 against the turn's ground truth).", 0.5)
+    w_turn: float = option("Weight of turn success (the checker's state and response match).", 1.0)
+    w_episode: float = option("Weight of episode success (official checker over the turns played).", 0.5)
+    w_efficiency: float = option("Weight of the efficiency penalty (repeated or surplus calls).", 0.2)
+    eval_steps: int = option("Greedy accuracy on dev states every this many steps; 0: never.", 25)
+    eval_states: int = option("Dev states in that evaluation.", 8)
+    learning_rate: float = option("Peak learning rate (AdamW).", 2e-5)
+    experiment: str = option("MLflow experiment name.", "parlmt-rl")
+    output_dir: str = option("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/rl")
 
     def weights(self) -> dict[str, float]:
         """The reward weights by term name (``rewards.REWARD_TERMS``)."""

@@ -3,9 +3,7 @@ each stage's nested run and a metric value on the page, then a clean stop on Ctr
 
 import shutil
 import signal
-import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -15,26 +13,18 @@ from playwright.sync_api import sync_playwright
 from parlmt import demo
 from parlmt.cli import main
 from parlmt.models.serve import free_port
+from parlmt.programs.tracking import UIServer
 
 EXPAND = "button[data-component-id*='runnamecellrenderer']"  # the +/- beside a parent run's name
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def start_ui(store, port: int) -> subprocess.Popen:
-    """``parlmt ui`` as a user starts it; returns once the UI answers."""
-    process = subprocess.Popen([sys.executable, "-m", "parlmt.cli", "ui", "--mlruns", str(store), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return process
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise AssertionError("parlmt ui did not answer within 120 s")
+class ParlmtUI(UIServer):
+    """``parlmt ui`` as a user starts it: the CLI's command, ``UIServer``'s wait until the UI answers."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "parlmt.cli", "ui", "--mlruns", str(self.root), "--port", str(self.port)]
 
 
 def test_ui_shows_every_stage_of_the_demo_and_its_metrics_in_a_browser(demo_run, tmp_path):
@@ -45,8 +35,8 @@ def test_ui_shows_every_stage_of_the_demo_and_its_metrics_in_a_browser(demo_run,
     runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian chromium is installed by the set-up (make test)"
-    port = free_port()
-    ui = start_ui(store, port)
+    ui = ParlmtUI(store, port=free_port()).start()
+    port = ui.port
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
@@ -64,12 +54,12 @@ def test_ui_shows_every_stage_of_the_demo_and_its_metrics_in_a_browser(demo_run,
             page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
             browser.close()
     finally:
-        ui.send_signal(signal.SIGINT)
-        ui.wait(30)
+        ui.process.send_signal(signal.SIGINT)
+        ui.process.wait(30)
     rows = int(runs["pag"].data.metrics["sft_rows"])
     assert f"sft_rows\n{rows}\n" in body  # the metrics table shows the stored value
     assert (tmp_path / "experiment.png").stat().st_size > 10_000
-    assert ui.returncode == 130 and "MLflow UI at http://127.0.0.1" in ui.stdout.read()
+    assert ui.process.returncode == 130 and "MLflow UI at http://127.0.0.1" in ui.log_tail()
     with pytest.raises(OSError):  # the mlflow server went with it
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
 

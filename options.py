@@ -1,0 +1,39 @@
+"""Config dataclasses as command lines, TRL style: each field's ``help`` metadata is its documentation
+and its ``--option`` help. Used by ``parlmt train`` and ``parlmt demo``."""
+
+import argparse
+import dataclasses
+import types
+
+
+def option(text: str, default=None, **kwargs):
+    """A dataclass field documented by ``text`` (``default_factory`` in ``kwargs`` replaces ``default``)."""
+    if "default_factory" in kwargs:
+        return dataclasses.field(metadata={"help": text}, **kwargs)
+    return dataclasses.field(default=default, metadata={"help": text}, **kwargs)
+
+
+def add_options(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """One ``--option`` per field of ``config_class`` (help: the field's doc), defaulting to unset so
+    that only the options given override the defaults or a preset."""
+    for item in dataclasses.fields(config_class):
+        kind = _base_type(item.type)
+        flag = f"--{item.name.replace('_', '-')}"
+        help_text = f"{item.metadata.get('help', '')} (default: {item.default})".replace("%", "%%")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+
+
+def given_options(config_class: type, args: argparse.Namespace) -> dict:
+    """The fields of ``config_class`` given on the command line."""
+    names = {item.name for item in dataclasses.fields(config_class)}
+    return {key: value for key, value in vars(args).items() if key in names}
+
+
+def _base_type(annotation) -> type:
+    """``int`` for ``int`` and ``int | None``, and so on."""
+    if isinstance(annotation, types.UnionType):
+        return next(arg for arg in annotation.__args__ if arg is not type(None))
+    return annotation
