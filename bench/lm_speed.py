@@ -2,7 +2,9 @@
 
 Backends: the in-process ``TransformersLM`` in bfloat16 and float32, and llama.cpp's
 server when ``llama-cpp-python`` is installed. Each backend runs in its own process so
-its peak RSS is its own. Ratios are against transformers bf16 measured in the same run.
+its peak RSS is its own. Ratios are against transformers in the dtype this machine's CPU gets
+by default (``models.loading.default_dtype``), measured in the same run; the CPU model, torch's
+CPU capability and the default dtype's reason go into the JSON.
 
     python bench/lm_speed.py [--new-tokens 64] [--out bench/results/lm_speed.json]
 """
@@ -107,7 +109,21 @@ def child(backend: str, new_tokens: int) -> None:
     print(json.dumps(result))
 
 
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (the platform's processor string elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def main() -> None:
+    import torch
+
+    from parlmt.models.loading import default_dtype
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lm_speed.json")
@@ -116,6 +132,7 @@ def main() -> None:
     if args.child:
         return child(args.child, args.new_tokens)
 
+    load_at_start = round(os.getloadavg()[0], 2)
     backends = ["transformers:bfloat16", "transformers:float32"]
     if importlib.util.find_spec("llama_cpp"):
         backends.append("llama.cpp")
@@ -128,14 +145,17 @@ def main() -> None:
             results[backend] = {"error": done.stderr.strip().splitlines()[-1:]}
             continue
         results[backend] = json.loads(done.stdout.strip().splitlines()[-1])
-    base = results["transformers:bfloat16"]
+    default, reason = default_dtype("cpu")
+    base = results[f"transformers:{default}"]
     for result in results.values():
         if "error" not in result and "error" not in base:
-            result["gen_speed_vs_transformers_bf16"] = round(result["gen_tok_s"] / base["gen_tok_s"], 2)
-            result["prompt_speed_vs_transformers_bf16"] = round(result["prompt_tok_s"] / base["prompt_tok_s"], 2)
+            result["gen_speed_vs_default"] = round(result["gen_tok_s"] / base["gen_tok_s"], 2)
+            result["prompt_speed_vs_default"] = round(result["prompt_tok_s"] / base["prompt_tok_s"], 2)
     report = {"benchmark": "lm_speed", "model": "embedded:student (Qwen2.5-Coder-0.5B-Instruct Q4_K_M)",
               "new_tokens": args.new_tokens, "cpus": os.cpu_count(), "machine": platform.machine(),
-              "results": results}
+              "cpu": cpu_model(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "default_dtype": default, "default_dtype_reason": reason,
+              "load_avg_at_start": load_at_start, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -13,7 +13,7 @@ from parlmt import lazy_exports
 _EXPORTS = {
     "EMBEDDED_MODELS": "embedded", "ModelPartsError": "embedded", "assemble": "embedded",
     "cache_dir": "embedded", "verify_file": "embedded",
-    "ModelConfig": "loading", "load_model": "loading", "load_tokenizer": "loading",
+    "ModelConfig": "loading", "load_model": "loading", "load_tokenizer": "loading", "default_dtype": "loading",
     "Sample": "lm", "TransformersLM": "lm", "make_lm": "lm",
     "LlamaServer": "serve", "ServerError": "serve",
 }

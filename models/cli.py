@@ -36,8 +36,12 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"  {name:<18} {version}")
     import torch
 
+    from parlmt.models.loading import default_dtype
+
     device = f"cuda x{torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     print(f"  {'torch device':<18} {device}")
+    dtype, why = default_dtype("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"  {'default dtype':<18} {dtype}: {why} (--dtype overrides it)")
     print("embedded models:")
     failures = 0
     for name, model in EMBEDDED_MODELS.items():

@@ -3,7 +3,7 @@
 
 Presets name tested starting points; fields given explicitly override them:
 
-- ``cpu-smoke``: the embedded 0.5B student in bf16 on this kind of machine (2 cores), tiny
+- ``cpu-smoke``: the embedded 0.5B student (dtype by CPU) on this kind of machine (2 cores), tiny
   batches and token caps: a few steps in minutes, to check the whole loop end to end.
 - ``gpu``: Qwen2.5-7B-Instruct (or xLAM-2: pass its folder as ``model``) on GPUs, bf16,
   gradient checkpointing, real batch sizes. Several GPUs: ``accelerate launch -m parlmt.cli train
@@ -24,8 +24,8 @@ class StageConfig:
 
     model: str = option("Base model: embedded:student, embedded:teacher, a .gguf file, a HF folder or hub id.",
                        "embedded:student")
-    dtype: str = option("Weights dtype: bfloat16 (2-2.6x faster than float32 on AVX512_BF16 CPUs), float16, float32.",
-                       "bfloat16")
+    dtype: str = option("Weights dtype: auto (bfloat16 where the hardware computes it natively: CUDA, or a CPU with "
+                       "AVX512_BF16/AMX; else float32), bfloat16, float16, float32, float64.", "auto")
     device: str = option("Torch device (cpu, cuda), or auto to spread the model over the visible GPUs.", "cpu")
     adapter: str | None = option("Start from this LoRA adapter folder (e.g. the SFT warm-up's) and keep training it; "
                                 "unset: a fresh LoRA adapter.")
@@ -52,12 +52,14 @@ class StageConfig:
 
     def trainer_arguments(self) -> dict:
         """The ``transformers.TrainingArguments`` both stages set the same way (TRL configs take them)."""
+        from parlmt.models.loading import resolve_dtype
+
         return {
             "output_dir": self.output_dir, "learning_rate": self.learning_rate,
             "max_steps": self.max_steps if self.max_steps > 0 else -1, "logging_steps": self.logging_steps,
             "save_strategy": "steps" if self.save_steps else "no", "save_steps": self.save_steps or 1,
             "save_total_limit": self.save_total_limit or None,
-            "seed": self.seed, "data_seed": self.seed, "bf16": self.dtype == "bfloat16",
+            "seed": self.seed, "data_seed": self.seed, "bf16": resolve_dtype(self.dtype, self.device) == "bfloat16",
             "use_cpu": self.device == "cpu", "gradient_checkpointing": self.gradient_checkpointing,
             "report_to": "none",  # tracking.MlflowLogger logs to the stage's explicit MLflow run
         }

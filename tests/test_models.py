@@ -66,12 +66,32 @@ def test_unknown_model_specs_fail_clearly(tmp_path):
         load_model(ModelConfig(model=str(tmp_path), dtype="int3"))
 
 
+def test_the_default_dtype_is_bf16_only_where_the_cpu_computes_it_natively(tiny_model_dir):
+    from pathlib import Path
+
+    from parlmt.models.loading import default_dtype, resolve_dtype
+
+    flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split(":", 1)[1].split())
+    native = bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
+    dtype, why = default_dtype("cpu")
+    assert dtype == ("bfloat16" if native else "float32")
+    assert ("no native bf16" in why) == (not native) and "torch capability" in why
+    assert resolve_dtype("auto") == dtype and resolve_dtype("float16") == "float16"
+    assert ModelConfig().dtype == "auto"
+    model, _ = load_model(ModelConfig(model=str(tiny_model_dir)))
+    assert model.dtype == {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+
+
 # --- in-process LM on a tiny random model ----------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def tiny_lm(tiny_model_dir):
-    return TransformersLM(ModelConfig(model=str(tiny_model_dir), dtype="float32"), max_tokens=12)
+    """float64, so that the equalities below (sampled vs recomputed log-probs, batched vs alone) hold on
+    every CPU kind: float32 summation order differs between them, and a random model's near-tied logits
+    could flip a greedy choice."""
+    return TransformersLM(ModelConfig(model=str(tiny_model_dir), dtype="float64"), max_tokens=12)
 
 
 def test_lm_call_returns_usage_logprobs_and_token_ids(tiny_lm):
@@ -102,7 +122,7 @@ def test_sampled_logprobs_match_a_training_forward_pass(tiny_lm):
     with torch.no_grad():
         logits = tiny_lm.hf_model(ids).logits[0, len(sample.prompt_ids) - 1 : -1] / 0.7
     expected = torch.log_softmax(logits.float(), -1).gather(-1, ids[0, len(sample.prompt_ids):, None])[:, 0]
-    assert torch.allclose(torch.tensor(sample.logprobs), expected, atol=1e-4)
+    torch.testing.assert_close(torch.tensor(sample.logprobs), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_tools_are_rendered_by_the_chat_template(tiny_lm):
@@ -125,7 +145,7 @@ def test_a_padded_batch_generates_what_each_prompt_generates_alone(tiny_lm):
     for prompt, batched in zip(prompts, batch, strict=True):
         alone = tiny_lm.generate_ids([prompt], max_tokens=6)[0]
         assert batched.prompt_ids == prompt and batched.completion_ids == alone.completion_ids
-        torch.testing.assert_close(batched.logprobs, alone.logprobs, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(batched.logprobs, alone.logprobs, rtol=1e-6, atol=1e-6)
 
 
 def test_lanes_share_forward_passes_and_keep_their_own_samples(tiny_model_dir):
