@@ -11,7 +11,7 @@ TORCH := torch==2.13.0
 # requirements/bfcl.txt, so it is installed with --no-deps.
 BFCL := bfcl-eval==2026.3.23
 
-.PHONY: setup test demo lint bench teacher serve-extra lock clean
+.PHONY: setup test test-fast demo lint bench teacher serve-extra lock clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml constraints.txt requirements/bfcl.txt
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The suite without the tests that load the real student or train (marked slow).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 demo: setup
 	$(BIN)/parlmt demo

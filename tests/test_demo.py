@@ -5,10 +5,13 @@ import dataclasses
 import errno
 import json
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from parlmt import demo
 from parlmt.models import embedded
+
+pytestmark = pytest.mark.slow  # every stage runs for real (tiny model): training, evaluation, MLflow
 
 
 def demo_runs(folder) -> dict:

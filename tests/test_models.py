@@ -199,6 +199,7 @@ def test_peft_adapter_is_applied_from_config(tiny_model_dir, tmp_path):
 # --- the real embedded student ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_student_answers_a_dspy_predict(student):
     model, tokenizer = student
     lm = TransformersLM(model=model, tokenizer=tokenizer, max_tokens=64)
@@ -207,6 +208,7 @@ def test_student_answers_a_dspy_predict(student):
     assert "Paris" in prediction.answer
 
 
+@pytest.mark.slow
 def test_student_calls_a_tool_through_the_dspy_adapter(student):
     model, tokenizer = student
     lm = TransformersLM(model=model, tokenizer=tokenizer, max_tokens=48)
@@ -218,6 +220,7 @@ def test_student_calls_a_tool_through_the_dspy_adapter(student):
     assert response.usage.output_tokens == len(response.provider_data["completion_ids"]) > 5
 
 
+@pytest.mark.slow
 def test_student_lora_forward_backward_touches_only_adapter_weights():
     from peft import LoraConfig, get_peft_model
 

@@ -23,6 +23,8 @@ from parlmt.rl.config import PAGRLConfig, SFTWarmupConfig
 from parlmt.rl.data import load_pag_dataset, reference_rows, save_rows
 from parlmt.rl.rollout import play
 
+pytestmark = pytest.mark.slow  # real SFT and GRPO training (tiny model)
+
 TASK = "py:todo:0"
 SCRIPT = {  # what ScriptedPolicy writes, by module, in turn
     "plan": ["1. add_item(title='buy milk', tags=['home'])"],
