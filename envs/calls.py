@@ -3,8 +3,9 @@
 Model text is read with ``ast.parse`` (Python call syntax, BFCL's format) or ``json.loads``
 (tool-call objects); nothing is ever evaluated. A call is a bare function name with literal
 arguments: strings, numbers, booleans, None, and lists, tuples and dicts of those. Anything
-else (attribute chains, nested calls, names, lambdas, f-strings, operators) is refused with a
-``CallError`` whose message is written for the model to read and correct.
+else (attribute chains, nested calls, names, lambdas, f-strings, operators, a keyword argument or
+JSON key given twice) is refused with a ``CallError`` whose message is written for the model to
+read and correct.
 
 ``Call.canonical()`` renders a call as one line of keyword arguments, ``name(a=1, b='x')``,
 which parses back to the same call and which Python (and so BFCL's own executor) reads as the
@@ -160,6 +161,8 @@ def _call_from_node(node: ast.expr, max_depth: int) -> Call:
     for kw in node.keywords:
         if kw.arg is None:
             raise CallError(f"{name}: **arguments are not allowed")
+        if kw.arg in kwargs:  # ast.parse accepts it; Python's compiler refuses it
+            raise CallError(f"{name}: keyword argument repeated: {kw.arg}; give each argument once")
         kwargs[kw.arg] = _literal_from_node(kw.value, max_depth, 1)
     return Call(name, kwargs, tuple(args))
 
@@ -216,9 +219,19 @@ def _reject_constant(name: str) -> None:
     raise CallError(f"{name} is not a valid argument value")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object; a repeated key is refused, as json.loads would silently keep its last value."""
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise CallError(f"the key '{key}' is repeated in a JSON object; give each key once")
+        result[key] = value
+    return result
+
+
 def _parse_json(text: str, max_depth: int) -> list[Call]:
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
         raise CallError(f"not valid JSON ({e.msg} at position {e.pos})") from None
     except RecursionError:
@@ -238,7 +251,7 @@ def _call_from_json(item: Any, max_depth: int) -> Call:
     arguments = next((item[k] for k in ("arguments", "parameters", "args") if k in item), {})
     if isinstance(arguments, str):  # OpenAI encodes arguments as a JSON string
         try:
-            arguments = json.loads(arguments, parse_constant=_reject_constant)
+            arguments = json.loads(arguments, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         except (json.JSONDecodeError, RecursionError):
             raise CallError(f"{name}: arguments are not valid JSON") from None
     if not isinstance(arguments, dict):

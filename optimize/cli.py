@@ -52,6 +52,9 @@ def config_from_args(args: argparse.Namespace) -> PAGConfig:
 
 
 def run_optimize(args: argparse.Namespace) -> int:
+    from dspy.utils.exceptions import LMConfigurationError
+
+    from parlmt.optimize.pag import SETUP_ERRORS
     from parlmt.optimize.pipeline import run
 
     try:
@@ -66,6 +69,10 @@ def run_optimize(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished tasks are saved in {config.out}; run the same command to resume",
               file=sys.stderr)
         return 130
+    except (LMConfigurationError, *SETUP_ERRORS) as error:  # every task would fail alike: none is recorded
+        print(f"error: the teacher cannot be used: {error}\nfix --teacher, --api-base or --api-key-env; finished "
+              f"tasks are kept in {config.out}: run the same command to resume", file=sys.stderr)
+        return 1
     print(json.dumps(summary, indent=2))
     print(f"dataset written to {config.out} (card: {config.out}/README.md)")
     return 0

@@ -26,7 +26,14 @@ from pathlib import Path
 
 import dspy
 from dspy.adapters import ChatAdapter
-from dspy.utils.exceptions import AdapterParseError
+from dspy.utils.exceptions import (
+    AdapterParseError,
+    LMAuthError,
+    LMBillingError,
+    LMProviderError,
+    LMTransportError,
+    LMUnsupportedModelError,
+)
 from tqdm import tqdm
 
 from parlmt.envs import CallError, Task, load_tasks, make_env
@@ -39,6 +46,12 @@ from parlmt.signatures import Act, Plan
 log = logging.getLogger(__name__)
 
 SHARD = "shards/tasks.jsonl"
+# What a teacher's LM or server raises for one request, retried and then recorded as the task's failure:
+# DSPy's LM errors (timeouts, refused connections, rate limits, server errors, a context too long) and
+# the socket errors of a teacher called without DSPy's client.
+TEACHER_ERRORS = (LMProviderError, LMTransportError, TimeoutError, ConnectionError)
+# Of those, the ones every task would hit alike (a wrong key or model name): they stop the run instead.
+SETUP_ERRORS = (LMAuthError, LMBillingError, LMUnsupportedModelError)
 
 
 @dataclass
@@ -136,27 +149,31 @@ def teacher_program(config: PAGConfig, program: dspy.Module | None, env) -> dspy
 
 def play_task(task: Task, config: PAGConfig, program: dspy.Module | None, lm: dspy.BaseLM | None,
               check: StudentCheck | None) -> dict:
-    """Play and verify one task, retrying teacher errors with backoff; a shard line either way."""
+    """Play and verify one task, retrying the teacher's errors with backoff; a shard line either way.
+
+    Anything else (a bug in our code, a full disk, the in-process student, a missing or rejected API
+    key) is not the teacher failing this task: it stops the run with its traceback, and the shard keeps
+    the finished tasks, so the same command resumes once it is fixed.
+    """
     wait = config.backoff_s
     error = None
     for attempt in range(1, config.retries + 1):
         started = time.perf_counter()
+        env = make_env(task, max_steps_per_turn=config.max_steps)
         try:
-            env = make_env(task, max_steps_per_turn=config.max_steps)
             with dspy.context(lm=lm):
                 trajectory = teacher_program(config, program, env)(task=env).trajectory
+        except TEACHER_ERRORS as failure:
+            if isinstance(failure, SETUP_ERRORS):
+                raise
+            error = failure
+        else:  # outside the try: a bug in building the records is ours, never retried nor recorded
             teacher_done = time.perf_counter()
             steps, modules = task_records(task, trajectory, check)
             return {"task_id": task.id, "status": "done", "passed": trajectory.passed, "attempts": attempt,
                     "steps": steps, "modules": modules, "teacher_lm_s": trajectory.lm_s,
                     "env_s": max(0.0, teacher_done - started - trajectory.lm_s),
                     "verify_s": time.perf_counter() - teacher_done}
-        except (ConnectionError, TimeoutError) as failure:  # the teacher's server: retried, then recorded
-            error = failure
-        except OSError:
-            raise  # a full disk or a broken output folder is not the teacher's fault: stop the run
-        except Exception as failure:  # LM errors and timeouts of any provider: retried, then recorded
-            error = failure
         log.warning("task %s attempt %d/%d failed: %s", task.id, attempt, config.retries, error)
         if attempt < config.retries:
             time.sleep(wait)

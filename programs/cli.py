@@ -1,6 +1,7 @@
 """``parlmt eval``: run a program on tasks with an LM, score it, and log the run to MLflow."""
 
 import argparse
+import hashlib
 import re
 import sys
 import time
@@ -9,6 +10,9 @@ from pathlib import Path
 TABLE_COLUMNS = [("episodes", "n", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"),
                  ("turn_accuracy", "turn acc", "{:.3f}"), ("steps_per_turn", "steps/turn", "{:.2f}"),
                  ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("format_validity", "format ok", "{:.3f}")]
+# Options that change an episode's result besides the program, LM, adapter and tasks, with their defaults:
+# those given another value name the run (so its own file), and all are recorded beside the file.
+RESULT_DEFAULTS = {"max_steps": 20, "refresh": "turn", "max_tokens": 256, "temperature": 0.0, "api_base": None}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,13 +29,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", choices=("train", "dev", "test"), help="only tasks of this split")
     parser.add_argument("--limit", type=int, help="at most this many tasks per category")
     parser.add_argument("--threads", type=int, default=1, help="episodes run in parallel")
-    parser.add_argument("--max-steps", type=int, default=20, help="Act steps per turn (BFCL: 20)")
-    parser.add_argument("--refresh", choices=("turn", "step"), default="turn",
+    parser.add_argument("--max-steps", type=int, default=RESULT_DEFAULTS["max_steps"],
+                        help="Act steps per turn (BFCL: 20)")
+    parser.add_argument("--refresh", choices=("turn", "step"), default=RESULT_DEFAULTS["refresh"],
                         help="progress program: summarize and plan every turn, or every step")
-    parser.add_argument("--max-tokens", type=int, default=256, help="LM completion cap per module call")
-    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--max-tokens", type=int, default=RESULT_DEFAULTS["max_tokens"],
+                        help="LM completion cap per module call")
+    parser.add_argument("--temperature", type=float, default=RESULT_DEFAULTS["temperature"])
     parser.add_argument("--out", type=Path, help="trajectories JSONL (default: outputs/eval/<run name>.jsonl); "
-                                                 "an existing file is resumed")
+                                                 "an existing file is resumed if it was run with the same settings")
+    parser.add_argument("--restart", action="store_true",
+                        help="delete the trajectories file (and its settings and summary) first instead of resuming")
     parser.add_argument("--mlruns", type=Path, help="MLflow folder (default: the repository's mlruns/)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<mlruns>/mlflow.db)")
     parser.add_argument("--experiment", default="parlmt-eval", help="MLflow experiment name")
@@ -46,10 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_name(args: argparse.Namespace) -> str:
-    """A file-safe name that is the same for the same evaluation, so a rerun resumes it."""
+    """A file-safe name that is the same for the same evaluation, so a rerun resumes it: the program,
+    LM, tasks and adapter, and each option of ``RESULT_DEFAULTS`` given another value."""
     program = Path(args.program).stem if args.program.endswith(".json") else args.program
+    changed = [f"{key}={getattr(args, key)}" for key, default in RESULT_DEFAULTS.items()
+               if getattr(args, key) != default]
     parts = [program, args.lm, args.tasks or args.categories, args.split or "all",
-             f"n{args.limit}" if args.limit else "", Path(args.adapter).name if args.adapter else ""]
+             f"n{args.limit}" if args.limit else "", Path(args.adapter).name if args.adapter else "", *changed]
     return re.sub(r"[^\w.-]+", "_", "-".join(p for p in parts if p))
 
 
@@ -57,7 +68,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from parlmt.envs import load_task, load_tasks
     from parlmt.models.lm import make_lm
     from parlmt.programs.agents import build_program, load_program
-    from parlmt.programs.evaluate import evaluate
+    from parlmt.programs.evaluate import ResumeError, check_settings, evaluate, settings_file
     from parlmt.programs.tracking import experiment
 
     if args.program.endswith(".json"):
@@ -71,12 +82,25 @@ def run_eval(args: argparse.Namespace) -> int:
         tasks = [task for category in args.categories.split(",")
                  for task in load_tasks(category.strip(), split=args.split)[: args.limit]]
     name = run_name(args)
+    out = args.out or Path("outputs/eval") / f"{name}.jsonl"
+    settings = {"lm": args.lm, "api_base": args.api_base, "adapter": args.adapter, "max_tokens": args.max_tokens,
+                "temperature": args.temperature, **program.config()}  # config: the program's max_steps, refresh
+    if args.program.endswith(".json"):  # a program optimized again into the same file acts differently
+        settings["program_sha256"] = hashlib.sha256(Path(args.program).read_bytes()).hexdigest()
+    if args.restart:
+        for path in (out, settings_file(out), out.with_suffix(".summary.json")):
+            path.unlink(missing_ok=True)
+    try:
+        check_settings(out, settings)  # before the LM loads: a refused resume costs nothing
+    except ResumeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     lm = make_lm(args.lm, args.max_tokens, args.temperature, args.adapter, args.api_base)
     experiment(args.experiment, args.mlruns, args.tracking_uri)
-    params = {"program": args.program, "lm": args.lm, "adapter": args.adapter, "categories": args.categories,
-              "split": args.split, "limit": args.limit, "threads": args.threads, "max_tokens": args.max_tokens,
-              "temperature": args.temperature}
-    result = evaluate(program, tasks, lm, args.out or Path("outputs/eval") / f"{name}.jsonl", name, params=params,
+    params = {"program": args.program, "lm": args.lm, "api_base": args.api_base, "adapter": args.adapter,
+              "categories": args.categories, "split": args.split, "limit": args.limit, "threads": args.threads,
+              "max_tokens": args.max_tokens, "temperature": args.temperature}
+    result = evaluate(program, tasks, lm, out, name, params=params,
                       tags={"program": args.program, "model": args.lm, "adapter": args.adapter or ""},
                       threads=args.threads, traces=not args.no_traces, progress=not args.no_progress)
     print(format_table(result.table, result.wall_s))

@@ -3,9 +3,12 @@ convert to BFCL results.
 
 Each finished episode is appended to the file at once, so an interrupted run resumes where it
 stopped: tasks already in the file are skipped (episodes that crashed are retried).
+``check_settings`` records the settings that change an episode's result beside the file
+(``<out>.settings.json``) and refuses to resume a file run with other settings.
 """
 
 import json
+import logging
 import sys
 import tempfile
 import threading
@@ -21,7 +24,37 @@ from parlmt.envs import Task
 from parlmt.programs.metrics import PROGRAM_ERROR, by_category
 from parlmt.programs.trajectory import Trajectory, append_jsonl, read_jsonl
 
+log = logging.getLogger(__name__)
+
 BFCL_VERSION_PREFIX = "BFCL_v4"  # result file names: BFCL_v4_multi_turn_<category>_result.json
+
+
+class ResumeError(ValueError):
+    """An output file that holds another evaluation; the message says what to do."""
+
+
+def settings_file(out: str | Path) -> Path:
+    """Where the settings of the episodes in ``out`` are recorded."""
+    return Path(out).with_suffix(".settings.json")
+
+
+def check_settings(out: str | Path, settings: dict) -> None:
+    """Record ``settings`` for a new output file; raise ``ResumeError`` when an existing one was run
+    with other (or unrecorded) settings, so that episodes of two evaluations never mix."""
+    out, path = Path(out), settings_file(out)
+    settings = json.loads(json.dumps(settings))  # as read back: tuples become lists
+    if not out.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=2, sort_keys=True))
+        return
+    what_to_do = "pass --restart to start it over, or --out for a separate file"
+    if not path.is_file():
+        raise ResumeError(f"{out} holds episodes without a record of their settings ({path.name}): {what_to_do}")
+    recorded = json.loads(path.read_text())
+    changed = [f"{key} {recorded.get(key)!r} -> {settings.get(key)!r}"
+               for key in sorted(recorded.keys() | settings.keys()) if recorded.get(key) != settings.get(key)]
+    if changed:
+        raise ResumeError(f"{out} holds episodes run with other settings ({'; '.join(changed)}): {what_to_do}")
 
 
 def run_episodes(
@@ -56,6 +89,8 @@ def run_episodes(
         return trajectory
 
     todo = [task for task in tasks if task.id not in done]
+    if len(todo) < len(tasks):
+        log.info("resuming %d episodes from %s; %d to run", len(tasks) - len(todo), out, len(todo))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         played = {t.task_id: t for t in pool.map(play, todo)}
     return [done.get(task.id) or played[task.id] for task in tasks]

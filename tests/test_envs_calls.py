@@ -101,12 +101,30 @@ def test_parse_several_calls_positional_and_empty():
         ('[{"name": "move"}, 3]', "must be an object"),
         ('{"name": "move", "arguments": {"a": ' + "[" * 40 + "]" * 40 + "}}", "nested too deeply"),
         ('{"name": ', "not valid JSON"),
+        ("[cd(folder='a', folder='b')]", "cd: keyword argument repeated: folder"),
+        ("cd('a', folder='a', folder='a')", "keyword argument repeated: folder"),
+        ('{"name": "cd", "arguments": {"folder": "a", "folder": "b"}}', "the key 'folder' is repeated"),
+        ('{"name": "cd", "name": "ls", "arguments": {}}', "the key 'name' is repeated"),
+        ('<tool_call>{"name": "cd", "arguments": "{\\"folder\\": \\"a\\", \\"folder\\": \\"b\\"}"}</tool_call>',
+         "the key 'folder' is repeated"),
+        ('{"name": "f", "arguments": {"x": {"k": 1, "k": 2}}}', "the key 'k' is repeated"),
     ],
 )
 def test_parse_refuses_bad_text_with_a_clear_message(text, message):
     with pytest.raises(CallError) as error:
         parse_calls(text)
     assert message in str(error.value)
+
+
+def test_python_rejects_a_repeated_keyword_and_so_does_the_environment():
+    with pytest.raises(SyntaxError, match="keyword argument repeated"):
+        compile("cd(folder='a', folder='b')", "<call>", "eval")
+    env = make_env("bfcl:base:0")
+    for text in ("cd(folder='a', folder='b')", '{"name": "cd", "arguments": {"folder": "a", "folder": "b"}}'):
+        (observation,) = env.step(text)
+        assert observation.startswith("Error:") and "repeated" in observation
+        (result,) = env.trajectory[-1].results
+        assert result.error == "parse" and not result.executed
 
 
 def test_canonical_text_round_trips_and_is_python():

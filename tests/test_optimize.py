@@ -74,6 +74,7 @@ def test_model_aware_verification_rejects_steps_the_student_cannot_reproduce(tmp
     assert all(s["reject_reason"].split(":")[0] in ("student_mismatch", "student_unparseable") for s in steps)
 
 
+@pytest.mark.slow
 def test_the_real_student_reproduces_a_reference_step(student):
     model, tokenizer = student
     check = StudentCheck(TransformersLM(model=model, tokenizer=tokenizer, max_tokens=48))
@@ -107,18 +108,54 @@ def test_interrupted_bootstrap_resumes_to_the_same_dataset(tmp_path):
         assert a == b
 
 
-def test_an_unreachable_teacher_is_retried_then_recorded_as_failed(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed once the block ends: connections are refused
-    cfg = config(tmp_path, teacher="openai/nobody-home", api_base=f"http://127.0.0.1:{port}/v1", limit=1,
-                 retries=2, backoff_s=0.01, timeout_s=5)
-    summary = run(cfg)
-    entry = next(iter(read_shard(Path(cfg.out)).values()))
-    assert summary["tasks_failed"] == 1 and entry["attempts"] == 2
-    assert "Error" in entry["error"]
-    run(cfg)  # resuming does not retry or duplicate a recorded failure
+@pytest.mark.parametrize("listening, message", [(False, "Connection refused"), (True, "timed out")])
+def test_an_unreachable_or_silent_teacher_is_retried_then_recorded_as_failed(tmp_path, monkeypatch, listening,
+                                                                             message):
+    monkeypatch.setenv("PARLMT_TEST_KEY", "local")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        if listening:
+            server.listen()  # the kernel accepts the connection; nobody ever answers
+        port = server.getsockname()[1]
+        cfg = config(tmp_path, teacher="openai/nobody-home", api_base=f"http://127.0.0.1:{port}/v1", limit=1,
+                     api_key_env="PARLMT_TEST_KEY", retries=2, backoff_s=0.01, timeout_s=0.5)
+        summary = run(cfg)
+        entry = next(iter(read_shard(Path(cfg.out)).values()))
+        assert summary["tasks_failed"] == 1 and entry["attempts"] == 2
+        assert entry["error"].startswith("LMTransportError") and message in entry["error"]
+        run(cfg)  # resuming does not retry or duplicate a recorded failure
     assert len((Path(cfg.out) / SHARD).read_text().splitlines()) == 1
+
+
+def test_a_teacher_without_its_api_key_stops_the_run_instead_of_failing_every_task(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "pag"
+    code = main(["optimize", "--teacher", "openai/nobody-home", "--api-base", "http://127.0.0.1:9/v1", "--limit",
+                 "2", "--no-verify-student", "--retries", "1", "--out", str(out), "--mlruns", str(tmp_path / "ml")])
+    error = capsys.readouterr().err
+    assert code == 1 and "the teacher cannot be used" in error and "--api-key-env" in error
+    assert not (out / SHARD).exists()
+
+
+def test_a_bug_in_our_record_building_stops_the_run_and_keeps_the_shard(tmp_path, monkeypatch):
+    import parlmt.optimize.pag as pag
+
+    cfg = config(tmp_path, limit=2)
+    run(config(tmp_path, limit=1))
+    calls = []
+
+    def broken(*args):
+        calls.append(args)
+        raise TypeError("a bug in building the records")
+
+    monkeypatch.setattr(pag, "task_records", broken)
+    with pytest.raises(TypeError, match="a bug in building the records"):
+        run(cfg)
+    assert len(calls) == 1, "our own bug is not retried"
+    assert len(read_shard(Path(cfg.out))) == 1  # the task finished before the bug is kept
+    monkeypatch.undo()
+    assert run(cfg)["tasks"] == 2  # fixed: the same command resumes from the kept shard
+    assert len((Path(cfg.out) / SHARD).read_text().splitlines()) == 2
 
 
 def test_optimizer_path_runs_end_to_end_and_is_tracked_in_mlflow(tmp_path):

@@ -281,6 +281,60 @@ class _Broken(dspy.Module):
         raise RuntimeError("boom")
 
 
+def test_eval_cli_resumes_only_an_evaluation_with_the_same_settings(tmp_path, monkeypatch, caplog, capsys):
+    import parlmt.models.lm
+    from parlmt.programs.evaluate import settings_file
+
+    made = []
+
+    def scripted_lm(*args):  # stands in for the model: replies at once, every turn
+        made.append(args)
+        return DummyLM([act(reply="Done.")] * 20)
+
+    monkeypatch.setattr(parlmt.models.lm, "make_lm", scripted_lm)
+    out = tmp_path / "eval.jsonl"
+
+    def run(*options: str) -> int:
+        return main(["eval", "--program", "fullhistory", "--lm", "scripted", "--tasks", "py:todo:0", "--out", str(out),
+                     "--mlruns", str(tmp_path / "mlruns"), "--no-progress", "--no-traces", *options])
+
+    assert run() == 0 and len(read_jsonl(out)) == 1
+    assert json.loads(settings_file(out).read_text())["max_steps"] == 20
+    with caplog.at_level("INFO", logger="parlmt.programs.evaluate"):
+        assert run() == 0
+    assert f"resuming 1 episodes from {out}; 0 to run" in caplog.text and len(read_jsonl(out)) == 1
+    capsys.readouterr()
+
+    written = out.read_bytes()
+    made.clear()
+    assert run("--max-steps", "5", "--temperature", "0.7", "--api-base", "http://localhost:8000/v1") == 1
+    error = capsys.readouterr().err
+    assert f"error: {out} holds episodes run with other settings" in error
+    assert "api_base None -> 'http://localhost:8000/v1'; max_steps 20 -> 5; temperature 0.0 -> 0.7" in error
+    assert "--restart" in error and "--out" in error
+    assert out.read_bytes() == written and not made, "a refused resume neither loads the LM nor touches the file"
+
+    assert run("--max-steps", "5", "--restart") == 0 and len(read_jsonl(out)) == 1
+    assert json.loads(settings_file(out).read_text())["max_steps"] == 5
+
+    settings_file(out).unlink()  # a file from before settings were recorded
+    assert run("--max-steps", "5") == 1 and "without a record of their settings" in capsys.readouterr().err
+
+
+def test_run_names_change_with_every_setting_that_changes_results():
+    from parlmt.cli import build_parser
+    from parlmt.programs.cli import run_name
+
+    def name(*options: str) -> str:
+        return run_name(build_parser().parse_args(["eval", "--categories", "base", *options]))
+
+    assert name() == "progress-embedded_student-base-all"  # defaults keep the names of earlier runs
+    changed = [name("--max-steps", "5"), name("--refresh", "step"), name("--max-tokens", "64"),
+               name("--temperature", "0.7"), name("--api-base", "http://localhost:8000/v1")]
+    assert changed[0] == "progress-embedded_student-base-all-max_steps_5"
+    assert len({name(), *changed}) == 6 and name("--threads", "4") == name()
+
+
 # --- the embedded student, end to end, into MLflow ----------------------------------------
 
 
