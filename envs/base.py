@@ -57,8 +57,8 @@ class Task:
 @dataclass(frozen=True)
 class CallResult:
     """What became of one call: ``error`` is None, "parse", "unknown_function",
-    "hidden_function", "bad_arguments", "execution" or "step_limit"; ``executed`` calls reached
-    the backend (an "execution" error did too) and are what the checker replays."""
+    "hidden_function", "bad_arguments" or "execution"; ``executed`` calls reached the backend (an
+    "execution" error did too) and are what the checker replays."""
 
     call: str
     observation: str
@@ -135,7 +135,13 @@ class ToolEnv:
     ):
         self.max_observation_chars = max_observation_chars
         self.max_call_chars = max_call_chars
-        self.max_steps_per_turn = max_steps_per_turn  # BFCL force-quits past 20 steps in a turn
+        # BFCL's step cap (MAXIMUM_STEP_LIMIT = 20; the multi-turn loops of bfcl_eval's
+        # model_handler/base_handler.py): a step counts when it runs calls (a reply, or text that
+        # does not decode, ends the turn uncounted); the step that takes the count past the cap
+        # still runs, then the model is force-quit and no later turn is played. BFCL's checker fails
+        # such an entry only for the turns it lacks (eval_runner's length check): a cap hit in the
+        # last turn is scored like any other turn.
+        self.max_steps_per_turn = max_steps_per_turn
         self.task: Task | None = None
         if task is not None:
             self.reset(task)
@@ -222,7 +228,7 @@ class ToolEnv:
 
     @property
     def done(self) -> bool:
-        """True after the last turn was closed, or after the step limit ended the episode."""
+        """True after the last turn was closed, or after the step cap force-quit the model."""
         if self.task is None:
             raise RuntimeError("no episode: call reset(task) first")
         return self._terminated or self._turn >= len(self.task.turns)
@@ -240,7 +246,8 @@ class ToolEnv:
         """Execute calls (``Call`` objects or raw model text) and return one observation per call.
 
         Nothing raises for bad input: text that does not parse gives a single error observation;
-        unknown or hidden functions, bad arguments and backend exceptions give one per call.
+        unknown or hidden functions, bad arguments and backend exceptions give one per call. The
+        step that passes ``max_steps_per_turn`` still runs, then ends the episode (BFCL's force-quit).
         """
         if self.done:
             raise RuntimeError("the episode is over; call reset()")
@@ -251,15 +258,12 @@ class ToolEnv:
                 return self._record([CallResult(truncate(calls, 200), f"Error: {e}", "parse")])
         if not calls:
             return []
-        if self._steps_in_turn >= self.max_steps_per_turn:
-            self._terminated = True
-            message = f"Error: more than {self.max_steps_per_turn} steps in one turn; the episode is over."
-            return self._record([CallResult("", message, "step_limit")])
         self._steps_in_turn += 1
         results = [self._run(call) for call in calls]
         executed = [r.call for r in results if r.executed]
         if executed:
             self._executed[self._turn].append(executed)
+        self._terminated = self._steps_in_turn > self.max_steps_per_turn  # force-quit, as BFCL (see __init__)
         return self._record(results)
 
     def next_turn(self) -> str | None:
@@ -301,10 +305,12 @@ class ToolEnv:
         raise ValueError(f"turn {turn} has not been played")
 
     def score_episode(self) -> EpisodeScore:
-        """Score of the episode so far; turns not reached fail where they have ground truth."""
+        """Score of the episode so far; turns not reached fail where they have ground truth, and a
+        step cap hit before the last turn fails the episode (as BFCL's checker fails it)."""
         turns = self._all_turn_scores()
-        if self._terminated:
-            return EpisodeScore(False, "step limit reached: the model was force-terminated", FORCE_TERMINATED, turns)
+        if self._terminated and self._turn < len(self.task.turns) - 1:
+            reason = f"turn {self._turn} passed the step cap ({self.max_steps_per_turn}): the model was force-quit"
+            return EpisodeScore(False, reason, FORCE_TERMINATED, turns)
         failed = next((t for t in turns if not t.passed), None)
         if failed is None:
             return EpisodeScore(True, "", None, turns)

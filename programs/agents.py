@@ -20,7 +20,11 @@ from parlmt.envs import Task, ToolEnv
 from parlmt.programs.episode import NOTHING_YET, Episode
 from parlmt.signatures import Act, Plan, Summarize
 
-BFCL_MAX_STEPS = 20  # BFCL force-terminates a model after 20 steps in one turn
+# The step cap, as BFCL counts it (its MAXIMUM_STEP_LIMIT; see ToolEnv.__init__ in envs/base.py): a turn may
+# take this many Act steps that are not a reply, then one more Act step; if that one is a reply the turn
+# ends as usual, otherwise its calls run and the model is force-quit (no later turn is played).
+# Unreadable output counts as a step here (BFCL ends the turn on it; we let the model correct itself).
+BFCL_MAX_STEPS = 20
 NO_PLAN = "(no plan: decide from the conversation)"
 NOTHING_DONE = "Nothing has been done yet."
 CONFIG_KEY = "parlmt_program"  # where a saved state file says which program (and settings) it belongs to
@@ -52,7 +56,8 @@ class ProgressAwareAgent(_Agent):
     """Summarize -> Plan -> Act per user turn, acting from progress awareness instead of raw history.
 
     Args:
-        max_steps: Act calls allowed per turn (BFCL: 20); a turn that reaches it ends the episode.
+        max_steps: Act steps a turn may take before the agent must reply (BFCL: 20); the step after
+            them ends the episode unless it is the reply.
         refresh: ``"turn"`` summarizes and plans once per turn (and re-plans after a failed step);
             ``"step"`` refreshes both before every step.
         summarize, plan, act: modules to use instead of ``dspy.Predict`` of each signature.
@@ -85,7 +90,7 @@ class ProgressAwareAgent(_Agent):
             summary = self.summarize_progress(episode)
             plan = self.plan_steps(episode, summary)
             step = episode.act(self.act, summary=summary, plan=plan)
-            while step.reply is None and episode.step < self.max_steps:
+            while step.reply is None and episode.step <= self.max_steps:  # see BFCL_MAX_STEPS
                 if self.refresh == "step":
                     summary = self.summarize_progress(episode, current_turn=True)
                 if self.refresh == "step" or step.failed:
@@ -109,7 +114,8 @@ class FullHistoryAgent(_Agent):
     """The baseline: the same ``Act`` on the raw transcript of earlier turns, with no summary or plan.
 
     Args:
-        max_steps: Act calls allowed per turn (BFCL: 20); a turn that reaches it ends the episode.
+        max_steps: Act steps a turn may take before the agent must reply (BFCL: 20); the step after
+            them ends the episode unless it is the reply.
         act: a module to use instead of ``dspy.Predict(Act)``.
     """
 
@@ -123,7 +129,7 @@ class FullHistoryAgent(_Agent):
         episode = Episode(task, self.program_name, self.max_steps)
         while episode.request is not None:
             step = episode.act(self.act, summary=episode.transcript(), plan=NO_PLAN)
-            while step.reply is None and episode.step < self.max_steps:
+            while step.reply is None and episode.step <= self.max_steps:  # see BFCL_MAX_STEPS
                 step = episode.act(self.act, summary=episode.transcript(), plan=NO_PLAN)
             episode.next_turn(capped=step.reply is None)
         return episode.result()

@@ -35,6 +35,12 @@ class Episode:
 
     def __init__(self, task: Task | str | ToolEnv, program: str, max_steps: int):
         self.env = task if isinstance(task, ToolEnv) else make_env(task, max_steps_per_turn=max_steps)
+        if self.env.max_steps_per_turn < max_steps:  # the env would force-quit the model before the program does
+            raise ValueError(
+                f"the environment allows {self.env.max_steps_per_turn} steps per turn but the program takes up to "
+                f"{max_steps}: build the environment with make_env(task, max_steps_per_turn={max_steps}), or the "
+                f"program with max_steps={self.env.max_steps_per_turn}"
+            )
         meta = {k: v for k, v in self.env.task.meta.items() if isinstance(v, str | int | float | bool)}
         self.trajectory = Trajectory(task_id=self.env.task.id, program=program, meta=meta)
         self._started = time.perf_counter()
@@ -161,8 +167,8 @@ class Episode:
         return step
 
     def next_turn(self, capped: bool = False) -> None:
-        """Close this turn (scored when the task has ground truth). A turn that hit the step cap
-        ends the episode, as BFCL force-terminates such a model."""
+        """Close this turn (scored when the task has ground truth). A turn that passed the step cap
+        ends the episode, as BFCL force-quits such a model."""
         record = self._current
         record.capped = capped
         record.reply = next((s.reply for s in self.trajectory.steps if s.turn == record.turn and s.reply is not None),
@@ -184,9 +190,10 @@ class Episode:
             score = self.env.score_episode()
             trajectory.passed, trajectory.reason, trajectory.error_type = score.passed, score.reason, score.error_type
             capped = next((t for t in trajectory.turns if t.capped), None)
-            if capped is not None:
+            # BFCL fails a force-quit entry for the turns it lacks: a cap in the last turn is scored as usual
+            if capped is not None and capped.turn < len(self.env.task.turns) - 1:
                 trajectory.passed, trajectory.error_type = False, FORCE_TERMINATED
-                trajectory.reason = f"turn {capped.turn} reached the step cap without a reply"
+                trajectory.reason = f"turn {capped.turn} passed the step cap: later turns were not played"
         trajectory.wall_s = time.perf_counter() - self._started
         return dspy.Prediction(trajectory=trajectory, passed=trajectory.passed)
 

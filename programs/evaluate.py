@@ -96,26 +96,36 @@ def run_episodes(
     return [done.get(task.id) or played[task.id] for task in tasks]
 
 
+# ``bfcl evaluate`` takes each result folder for a registered model (the folder name with every "_"
+# read back as "/": eval_runner.runner) and decodes the steps with that model's handler. This
+# prompt-mode Qwen is registered with a handler that reads ``[f(a=1)]`` strings as our files write
+# them, and scoring needs no key: results filed under it score as ours (the name is a label only).
+BFCL_MODEL = "Qwen/Qwen3-0.6B"
+
+
 def bfcl_results(trajectories: Sequence[Trajectory]) -> dict[str, list[dict]]:
-    """Official BFCL result entries by category: ``{"id", "result"}``, with one string per Act step
-    and turn (the parsed calls as ``[f(a=1), ...]``; unreadable output and replies as written,
-    which BFCL's decoder skips as it does for any model)."""
+    """Official BFCL result entries by category: ``{"id", "result"}``, per turn played one string
+    ``[f(a=1), ...]`` per step that ran calls, holding exactly the calls the environment ran, in full
+    (the checker's input). Refused calls, unreadable output and replies are left out: BFCL's checker
+    would run a refused call, and skips the rest. A force-quit episode keeps the turns it played,
+    fewer than the task has, which BFCL fails as force-terminated."""
     by_category: dict[str, list[dict]] = {}
     for trajectory in trajectories:
         if trajectory.meta.get("source") != "bfcl":
             continue
-        turns = [[] for _ in trajectory.turns]
-        for step in trajectory.steps:
-            text = f"[{', '.join(step.calls)}]" if step.calls else (step.reply or step.output)
-            turns[step.turn].append(text)
+        played = trajectory.executed[: len(trajectory.turns)]
+        turns = [[f"[{', '.join(calls)}]" for calls in steps] for steps in played]
         entry = {"id": trajectory.meta["official_id"], "result": turns}
         by_category.setdefault(f"multi_turn_{trajectory.meta['category']}", []).append(entry)
     return by_category
 
 
-def write_bfcl_results(trajectories: Sequence[Trajectory], folder: str | Path, model_name: str) -> list[Path]:
+def write_bfcl_results(trajectories: Sequence[Trajectory], folder: str | Path, model_name: str = BFCL_MODEL
+                       ) -> list[Path]:
     """Write BFCL result files as ``bfcl generate`` lays them out: ``<folder>/<model>/multi_turn/
-    BFCL_v4_multi_turn_<category>_result.json`` (JSON lines), ready for ``bfcl evaluate``."""
+    BFCL_v4_multi_turn_<category>_result.json`` (JSON lines). Under the default ``BFCL_MODEL``
+    ``bfcl evaluate --model Qwen/Qwen3-0.6B --test-category multi_turn --result-dir <folder>
+    --partial-eval`` scores them; it refuses names it has not registered."""
     target = Path(folder) / model_name.replace("/", "_") / "multi_turn"
     target.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -191,5 +201,5 @@ def _log_results(table: dict, trajectories: list[Trajectory], wall_s: float, out
     summary.write_text(json.dumps({"run": name, "wall_s": wall_s, "categories": table}, indent=2))
     mlflow.log_artifact(str(summary))
     with tempfile.TemporaryDirectory() as folder:
-        if write_bfcl_results(trajectories, Path(folder) / "bfcl", name):
+        if write_bfcl_results(trajectories, Path(folder) / "bfcl"):  # filed under BFCL_MODEL: bfcl evaluate scores it
             mlflow.log_artifacts(str(Path(folder) / "bfcl"), artifact_path="bfcl_results")

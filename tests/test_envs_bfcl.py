@@ -269,8 +269,10 @@ def test_step_limit_force_terminates_like_bfcl():
     env = make_env("bfcl:base:0", max_steps_per_turn=3)
     for _ in range(3):
         env.step("ls()")
-    assert env.step("ls()") == ["Error: more than 3 steps in one turn; the episode is over."]
-    assert env.done and env.score_episode().error_type == FORCE_TERMINATED
+    env.step("[]")  # no calls: not a step (BFCL ends the turn there)
+    assert not env.done
+    assert "current_directory_content" in env.step("ls()")[0]  # the step past the cap still runs, as in BFCL
+    assert env.done and env.score_episode().error_type == FORCE_TERMINATED  # and the turns after it are missing
     with pytest.raises(RuntimeError, match="episode is over"):
         env.step("ls()")
 

@@ -78,11 +78,14 @@ def test_model_aware_verification_rejects_steps_the_student_cannot_reproduce(tmp
 def test_the_real_student_reproduces_a_reference_step(student):
     model, tokenizer = student
     check = StudentCheck(TransformersLM(model=model, tokenizer=tokenizer, max_tokens=48))
-    env = make_env("bfcl:base:10")
-    first_act = oracle_program("progress", env)(task=env).trajectory.calls_of("act")[0]
-    assert check(first_act.inputs, ["cd(folder='workspace')"])[1] is None
-    calls, reason = check(first_act.inputs, ["mkdir(dir_name='elsewhere')"])
-    assert reason == f"student_mismatch: wrote [{', '.join(calls)}]"
+    env = make_env("bfcl:base:9")
+    # A step the greedy student reproduces in float32 and in bf16 alike (most steps it does not, and which
+    # ones it does depends on the dtype and the CPU's kernels).
+    third_act = oracle_program("progress", env)(task=env).trajectory.calls_of("act")[2]
+    assert check(third_act.inputs, ["cp(source='FinalReport.txt', destination='Archives')"])[1] is None
+    calls, reason = check(third_act.inputs, ["mkdir(dir_name='elsewhere')"])
+    assert calls == ["cp(source='FinalReport.txt', destination='Archives')"]
+    assert reason == "student_mismatch: wrote [cp(source='FinalReport.txt', destination='Archives')]"
 
 
 def test_interrupted_bootstrap_resumes_to_the_same_dataset(tmp_path):
@@ -194,7 +197,8 @@ def test_cli_and_optimize_py(tmp_path, capsys):
     assert "limit must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse refuses the test split outright
         main(["optimize", "--split", "test"])
-    done = subprocess.run([sys.executable, str(REPO / "optimize.py"), "--help"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(REPO / "optimize.py"), "--help"], capture_output=True, text=True,
+                          timeout=300)  # killed if it hangs; generous for a loaded machine
     assert done.returncode == 0 and "--teacher" in done.stdout
 
 

@@ -130,9 +130,9 @@ def test_error_observation_triggers_a_replan_within_the_turn():
 
 
 def test_step_cap_ends_the_episode_as_force_terminated():
-    answers = [plan(), act("[ls()]"), act("[pwd()]")]  # never replies
+    answers = [plan(), act("[ls()]"), act("[pwd()]"), act("[ls()]")]  # never replies: the third step passes the cap
     trajectory = play(ProgressAwareAgent(max_steps=2), "bfcl:base:3", answers)
-    assert sequence(trajectory) == [("plan", 0, 0), ("act", 0, 0), ("act", 0, 1)]
+    assert sequence(trajectory) == [("plan", 0, 0), ("act", 0, 0), ("act", 0, 1), ("act", 0, 2)]
     assert trajectory.turns[0].capped and len(trajectory.turns) == 1
     assert trajectory.passed is False and trajectory.error_type == "multi_turn:force_terminated"
 
