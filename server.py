@@ -1,6 +1,7 @@
 """A local HTTP server in a child process, as a context manager: start it, wait until it answers,
 stop it (SIGTERM to its process group, then SIGKILL). The llama.cpp server (``models.serve``) and the
 MLflow UI (``programs.tracking``) are both one; a subclass says what to run and when it is ready.
+``run_until_stopped`` runs one in the foreground of a command (``parlmt serve``, ``parlmt ui``).
 """
 
 import logging
@@ -8,11 +9,15 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class ServerError(RuntimeError):
@@ -50,17 +55,38 @@ class ServerProcess:
 
     def start(self) -> "ServerProcess":
         log.info("starting %s on 127.0.0.1:%d (log: %s)", self.name, self.port, self._log.name)
-        self.process = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
         deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerError(f"{self.name} exited with code {self.process.returncode}: {self.log_tail()}")
-            if self.ready():
-                return self
-            time.sleep(0.5)
-        self.stop()
-        raise ServerError(f"{self.name} did not answer within {self.startup_timeout:.0f} s: {self.log_tail()}")
+        try:
+            self._spawn()
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise ServerError(f"{self.name} exited with code {self.process.returncode}: {self.log_tail()}")
+                if self.ready():
+                    return self
+                time.sleep(0.5)
+            raise ServerError(f"{self.name} did not answer within {self.startup_timeout:.0f} s: {self.log_tail()}")
+        except BaseException:  # also Ctrl-C while waiting: the child is in its own session, no one else stops it
+            self.stop()
+            raise
+
+    def _spawn(self) -> None:
+        """Popen with SIGINT and SIGTERM held back until ``self.process`` is set: an exception from a
+        handler while it forks would leave the child running in its own session, unknown, never stopped."""
+        held: list[int] = []
+        handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        # Only Python handlers raise; they run in the main thread, whichever thread starts the server.
+        raising = [sig for sig, handler in handlers.items()
+                   if callable(handler) and threading.current_thread() is threading.main_thread()]
+        for sig in raising:
+            signal.signal(sig, lambda signum, frame: held.append(signum))
+        try:
+            self.process = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        finally:
+            for sig in raising:
+                signal.signal(sig, handlers[sig])
+            for signum in held:
+                signal.raise_signal(signum)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -82,3 +108,39 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Stopped(Exception):
+    """SIGINT or SIGTERM arrived; ``exit_code`` is the shell's for it (130, 143)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+def _raise_stopped(signum: int, frame) -> None:
+    for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the child's shutdown short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def run_until_stopped(server: ServerProcess, banner: str) -> int:
+    """Start ``server``, print ``banner``, and wait until SIGINT or SIGTERM (exit code 130 or 143) or until
+    the server dies (1); it is stopped either way. Raises ``ServerError`` if it does not start.
+
+    The handlers are installed explicitly: Python turns SIGINT into KeyboardInterrupt only if it was not
+    ignored at start-up, and a background job of a script (or a supervisor) starts with it ignored; the
+    default SIGTERM ends this process without stopping the child, which runs in its own session.
+    """
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
+    try:
+        with server:  # started after the handlers are in: the child then gets the default ones, not SIG_IGN
+            print(banner, flush=True)
+            code = server.process.wait()
+        print(f"{server.name} exited with code {code}: {server.log_tail()}", file=sys.stderr)
+        return 1
+    except Stopped as stopped:
+        return stopped.exit_code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -4,7 +4,6 @@ import argparse
 import importlib.metadata
 import platform
 import sys
-import time
 
 STACK = ["torch", "transformers", "dspy", "litellm", "trl", "peft", "datasets", "mlflow", "accelerate",
          "gguf", "bfcl-eval", "llama-cpp-python"]
@@ -64,17 +63,14 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from parlmt.models.serve import LlamaServer, ServerError
+    from parlmt.server import run_until_stopped
 
     try:
         server = LlamaServer(args.model, port=args.port, n_ctx=args.n_ctx, n_threads=args.threads)
-        with server:
-            print(f"serving {server.gguf.name} at {server.api_base}  (model: {server.litellm_model})")
-            print(f'  dspy.LM("{server.litellm_model}", api_base="{server.api_base}", api_key="local")')
-            print("Ctrl-C to stop")
-            while server.process.poll() is None:
-                time.sleep(1)
-            print(f"server exited: {server.log_tail()}", file=sys.stderr)
-            return 1
-    except ServerError as error:
+        banner = (f"serving {server.gguf.name} at {server.api_base}  (model: {server.litellm_model})\n"
+                  f'  dspy.LM("{server.litellm_model}", api_base="{server.api_base}", api_key="local")\n'
+                  "Ctrl-C to stop")
+        return run_until_stopped(server, banner)
+    except (ServerError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -4,7 +4,6 @@ import argparse
 import hashlib
 import re
 import sys
-import time
 from pathlib import Path
 
 TABLE_COLUMNS = [("episodes", "n", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"),
@@ -110,14 +109,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_ui(args: argparse.Namespace) -> int:
     from parlmt.programs.tracking import UIServer
+    from parlmt.server import run_until_stopped
 
     try:
-        with UIServer(args.mlruns, args.port) as server:
-            print(f"MLflow UI at {server.url}  (store: {server.root}; Ctrl-C to stop)")
-            while server.process.poll() is None:
-                time.sleep(1)
-            print(f"mlflow server exited with code {server.process.returncode}", file=sys.stderr)
-            return 1
+        server = UIServer(args.mlruns, args.port)
+        return run_until_stopped(server, f"MLflow UI at {server.url}  (store: {server.root}; Ctrl-C to stop)")
     except (FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

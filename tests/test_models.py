@@ -245,7 +245,7 @@ def test_llama_server_serves_the_student_or_says_how_to_install():
         with pytest.raises(ServerError, match=r"pip install 'parl-mt\[serve\]'"):
             LlamaServer("embedded:student")
         return
-    with LlamaServer("embedded:student", n_ctx=2048) as server:
+    with LlamaServer("embedded:student", n_ctx=2048, startup_timeout=300) as server:  # generous: shared machines
         lm = dspy.LM(server.litellm_model, api_base=server.api_base, api_key="local", max_tokens=16,
                      temperature=0.0, cache=False)
         answer = lm("What is the capital of France? Answer in one word.")[0]
