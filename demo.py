@@ -50,6 +50,7 @@ class DemoConfig:
                                  "call, which leaves SFT nothing to train on.", False)
     max_steps: int = option("Act steps per turn in the evaluations.", 4)
     max_tokens: int = option("Completion cap per module call in the evaluations.", 192)
+    batch: int = option("Dev episodes each evaluation plays at once, their LM calls batched into one generate.", 4)
     sft_steps: int = option("SFT warm-up optimizer steps (cpu-smoke preset otherwise).", 8)
     rl_steps: int = option("PAG-RL optimizer steps (cpu-smoke preset otherwise).", 3)
     out: str = option("Folder of the demo's data, adapters, trajectories and state (re-running resumes it).",
@@ -86,7 +87,8 @@ def _evaluate(name: str, config: DemoConfig, state: dict) -> dict:
     tags = {"program": program_name, "model": config.model, "adapter": adapter or "",
             "dataset": state.get("dataset_version", "") if trained_by else ""}
     params = {"lm": config.model, "adapter": adapter, "max_tokens": config.max_tokens, "temperature": 0.0}
-    result = evaluate(program, tasks, lm, Path(config.out) / f"{name}.jsonl", name, params=params, tags=tags)
+    result = evaluate(program, tasks, lm, Path(config.out) / f"{name}.jsonl", name, params=params, tags=tags,
+                      threads=config.batch)
     return {"run_id": result.run_id, **{key: result.table["all"][key] for key, *_ in COLUMNS if key != "wall_s"}}
 
 

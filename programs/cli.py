@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tasks", help="comma-separated task ids (bfcl:base:3,py:todo:0), instead of --categories")
     parser.add_argument("--split", choices=("train", "dev", "test"), help="only tasks of this split")
     parser.add_argument("--limit", type=int, help="at most this many tasks per category")
-    parser.add_argument("--threads", type=int, default=1, help="episodes run in parallel")
+    parser.add_argument("--batch", "--threads", dest="threads", type=int, default=4,
+                        help="episodes played at once: an in-process model batches their calls into one generate, "
+                             "a remote LM gets parallel requests")
     parser.add_argument("--max-steps", type=int, default=RESULT_DEFAULTS["max_steps"],
                         help="Act steps per turn (BFCL: 20)")
     parser.add_argument("--refresh", choices=("turn", "step"), default=RESULT_DEFAULTS["refresh"],

@@ -14,7 +14,7 @@ from dspy.utils.exceptions import AdapterParseError
 from parlmt.envs import CallError, Task, ToolEnv, make_env, render_tool_docs
 from parlmt.envs.base import FORCE_TERMINATED
 from parlmt.programs.parsing import extract_calls, salvage_calls
-from parlmt.programs.trajectory import ActStep, ModuleCall, Trajectory, TurnRecord
+from parlmt.programs.trajectory import ActStep, ModuleCall, Trajectory, TurnRecord, scalar_meta
 
 NOTHING_YET = "(none yet)"
 _FIELD_MARKER = re.compile(r"\[\[ ## \w+ ## \]\]")
@@ -41,7 +41,7 @@ class Episode:
                 f"{max_steps}: build the environment with make_env(task, max_steps_per_turn={max_steps}), or the "
                 f"program with max_steps={self.env.max_steps_per_turn}"
             )
-        meta = {k: v for k, v in self.env.task.meta.items() if isinstance(v, str | int | float | bool)}
+        meta = scalar_meta(self.env.task.meta)
         self.trajectory = Trajectory(task_id=self.env.task.id, program=program, meta=meta)
         self._started = time.perf_counter()
         self._stopped = False

@@ -22,7 +22,7 @@ import dspy
 
 from parlmt.envs import Task
 from parlmt.programs.metrics import PROGRAM_ERROR, by_category
-from parlmt.programs.trajectory import Trajectory, append_jsonl, read_jsonl
+from parlmt.programs.trajectory import Trajectory, append_jsonl, read_jsonl, scalar_meta
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +67,51 @@ def run_episodes(
 ) -> list[Trajectory]:
     """Run ``program`` on every task not already in ``out`` and return all trajectories in task order.
 
-    A program that raises is recorded as a failed episode (``error_type`` ``parlmt:program_error``)
-    instead of stopping the run; ``on_episode`` sees each finished episode (a progress bar).
+    ``threads`` episodes play at once. With an in-process LM that has ``lanes`` (``TransformersLM``)
+    each thread gets a lane, and the threads' LM calls share one padded ``generate`` per pass (decode on
+    a CPU is memory-bound, so a batch costs little more than one call); a remote LM gets parallel
+    requests. A program that raises is recorded as a failed episode (``error_type``
+    ``parlmt:program_error``) instead of stopping the run; ``on_episode`` sees each finished episode.
     """
     out = Path(out)
     done = {t.task_id: t for t in read_jsonl(out) if t.error_type != PROGRAM_ERROR} if out.exists() else {}
     lock = threading.Lock()
+    todo = [task for task in tasks if task.id not in done]
+    if len(todo) < len(tasks):
+        log.info("resuming %d episodes from %s; %d to run", len(tasks) - len(todo), out, len(todo))
+    pending, played = iter(todo), {}
 
-    def play(task: Task) -> Trajectory:
+    def play(task: Task, lm: dspy.BaseLM) -> None:
         with dspy.context(lm=lm):
             try:
                 trajectory = program(task=task).trajectory
             except Exception as error:  # one broken episode must not end a long evaluation
                 trajectory = Trajectory(task.id, getattr(program, "program_name", type(program).__name__),
-                                        meta=dict(task.meta), passed=False, error_type=PROGRAM_ERROR,
+                                        meta=scalar_meta(task.meta), passed=False, error_type=PROGRAM_ERROR,
                                         reason=f"{type(error).__name__}: {error}")
         with lock:
             append_jsonl(out, trajectory)
+            played[task.id] = trajectory
             if on_episode:
                 on_episode(trajectory)
-        return trajectory
 
-    todo = [task for task in tasks if task.id not in done]
-    if len(todo) < len(tasks):
-        log.info("resuming %d episodes from %s; %d to run", len(tasks) - len(todo), out, len(todo))
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        played = {t.task_id: t for t in pool.map(play, todo)}
+    def worker(lm: dspy.BaseLM) -> None:
+        try:
+            while (task := next_task()) is not None:
+                play(task, lm)
+        finally:
+            if getattr(lm, "batcher", None) is not None:
+                lm.batcher.leave()  # the other lanes stop waiting for this one's calls
+
+    def next_task() -> Task | None:
+        with lock:
+            return next(pending, None)
+
+    count = max(1, min(threads, len(todo)))
+    lms = lm.lanes(count) if count > 1 and hasattr(lm, "lanes") else [lm] * count
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        for future in [pool.submit(worker, lane) for lane in lms]:
+            future.result()
     return [done.get(task.id) or played[task.id] for task in tasks]
 
 

@@ -124,6 +124,11 @@ class Trajectory:
 SFT_COLUMNS = ("prompt", "completion", "module", "task_id", "turn", "step")  # the PAG SFT dataset's columns
 
 
+def scalar_meta(meta: dict) -> dict:
+    """The JSON-safe part of a task's metadata that a trajectory keeps (a tool class, say, is left out)."""
+    return {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
+
+
 def sft_row(module: str, inputs: dict, outputs: dict, task_id: str, turn: int, step: int) -> dict:
     """A module call as a training row in TRL's conversational prompt-completion format: the prompt
     exactly as ``dspy.ChatAdapter`` renders it for the student, the outputs as the assistant turn."""
