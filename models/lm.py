@@ -7,14 +7,23 @@ logprobs and, in ``provider_data``, the exact prompt and completion token ids; t
 stage trains on those ids directly (no re-tokenization drift). With
 ``record_samples=True`` every generation is also appended to ``lm.samples``.
 
-Responses are never cached: the weights behind this LM change during training.
+Responses are never cached: the weights behind this LM change during training. What is cached
+is the model's keys and values for recent prompts (``PrefixCache``): most of every prompt (system
+prompt, tool docs) repeats across the calls of an episode, so a call computes only the part after
+the longest prefix it shares with a recent prompt. The cache belongs to one set of weights and is
+dropped when they change.
 """
 
 import asyncio
+import inspect
+import itertools
+import logging
 import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dspy
 import torch
@@ -22,6 +31,11 @@ from dspy.lm15 import Message, Response, TextPart, Usage
 from dspy.lm15 import TokenLogprob as LM15TokenLogprob
 
 from parlmt.models.loading import ModelConfig, load_model
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -123,6 +137,8 @@ class TransformersLM(dspy.BaseLM):
         max_tokens: default cap on generated tokens.
         record_samples: append every generation to ``self.samples``.
         batcher: the ``GenerationBatcher`` this LM's calls go through (set by ``lanes``).
+        prefix_cache: reuse the keys and values of recent prompts' shared prefixes (``self.prefixes``, a
+            ``PrefixCache``); outputs are the same either way. Settable; turning it off frees the entries.
     """
 
     def __init__(
@@ -136,6 +152,7 @@ class TransformersLM(dspy.BaseLM):
         record_samples: bool = False,
         name: str | None = None,
         batcher: "GenerationBatcher | None" = None,
+        prefix_cache: bool = True,
     ):
         config = config or ModelConfig()
         if model is None:
@@ -148,9 +165,22 @@ class TransformersLM(dspy.BaseLM):
         self.batcher, self.lane = batcher, 0
         self.samples: list[Sample] = []
         self._lock = threading.Lock()
+        self.prefixes = PrefixCache()
+        self.prefix_cache = prefix_cache
         self._engine_spec = TransformersEngine(self)
         self._async_engine_spec = AsyncTransformersEngine(self._engine_spec)
         self._cache_responses = False
+
+    @property
+    def prefix_cache(self) -> bool:
+        return self._prefix_cache
+
+    @prefix_cache.setter
+    def prefix_cache(self, on: bool) -> None:
+        with self._lock:
+            self._prefix_cache = on
+            if not on:
+                self.prefixes.clear()
 
     def generate(
         self,
@@ -180,7 +210,10 @@ class TransformersLM(dspy.BaseLM):
 
     def generate_ids(self, prompts: list[list[int]], temperature: float = 0.0, max_tokens: int = 512,
                      top_p: float | None = None, top_k: int | None = None, stop: tuple[str, ...] = ()) -> list[Sample]:
-        """Complete each prompt (token ids) in one padded ``generate``: samples with their log-probs."""
+        """Complete each prompt (token ids) in one padded ``generate``: samples with their log-probs.
+
+        With the prefix cache on, each row starts from the cached states of its longest cached prefix,
+        and a prefix all rows share is computed once (``_prefill_shared``)."""
         tokenizer, model = self.tokenizer, self.hf_model
         sampling = temperature > 0
         options = {"do_sample": sampling, "max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id,
@@ -192,14 +225,14 @@ class TransformersLM(dspy.BaseLM):
             options |= {"temperature": None, "top_p": None, "top_k": None}
         if stop:
             options |= {"stop_strings": list(stop), "tokenizer": tokenizer}
-        width = max(len(prompt) for prompt in prompts)
-        padding = [width - len(prompt) for prompt in prompts]  # on the left: decoder-only models continue the right
-        input_ids = torch.tensor([[tokenizer.pad_token_id] * pad + prompt for pad, prompt in zip(padding, prompts,
-                                                                                                 strict=True)],
-                                 device=model.device)
-        attention_mask = torch.tensor([[0] * pad + [1] * (width - pad) for pad in padding], device=model.device)
+        context = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+        if context and max(map(len, prompts)) + max_tokens > context:
+            log.warning("a prompt of %d tokens plus %d new ones exceeds the model's context (%d): the continuation "
+                        "runs on positions it was not trained on", max(map(len, prompts)), max_tokens, context)
         with self._lock, torch.no_grad():
-            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+            if self._prefix_cache and len(prompts) > 1:
+                self._prefill_shared(prompts, options)
+            out, width = self._generate(prompts, options)
         eos = _eos_ids(model, tokenizer)
         samples = []
         for row, prompt in enumerate(prompts):
@@ -221,6 +254,39 @@ class TransformersLM(dspy.BaseLM):
                 finish_reason="stop" if ended or length < max_tokens else "length",
             ))
         return samples
+
+    def _generate(self, prompts: list[list[int]], options: dict) -> tuple:
+        """One ``generate`` over the prompts, from their cached prefixes: its output, and the column where
+        the new tokens start (lock held).
+
+        A row is laid out as cached prefix, padding, rest of the prompt (plain left padding when nothing
+        is cached). Position ids follow the attention mask, so every token keeps its position in its own
+        prompt and the result is what the plain padded batch computes."""
+        model, pad_id = self.hf_model, self.tokenizer.pad_token_id
+        reused, cache = self.prefixes.lookup(model, prompts) if self._prefix_cache else ([0] * len(prompts), None)
+        cached = max(reused)
+        rests = [prompt[n:] for prompt, n in zip(prompts, reused, strict=True)]
+        rest_width = max(map(len, rests))
+        pads = [cached - n + rest_width - len(rest) for n, rest in zip(reused, rests, strict=True)]
+        input_ids = torch.tensor([prompt[:n] + [pad_id] * pad + rest for prompt, n, pad, rest
+                                  in zip(prompts, reused, pads, rests, strict=True)], device=model.device)
+        attention_mask = torch.tensor([[1] * n + [0] * pad + [1] * len(rest) for n, pad, rest
+                                       in zip(reused, pads, rests, strict=True)], device=model.device)
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache, **options)
+        if self._prefix_cache:
+            self.prefixes.store(model, prompts, out.cache, attention_mask)
+        return out, cached + rest_width
+
+    def _prefill_shared(self, prompts: list[list[int]], options: dict) -> None:
+        """Cache the prefix all rows share (all of it for the G rollouts of one state) when it is not cached
+        yet, with a one-row pass, so that the rows start from it instead of each computing it (lock held)."""
+        first = prompts[0]
+        shared = min(min(len(prompt) - 1, _shared(first, prompt)) for prompt in prompts)
+        if shared > self.prefixes.cached_length(self.hf_model, first):
+            # One greedy token (no random draw, so sampling stays as without the cache): the pass is a
+            # prefill, and it caches the prompt it was given.
+            self._generate([first[: shared + 1]], options | {"max_new_tokens": 1, "do_sample": False,
+                                                             "temperature": None, "top_p": None, "top_k": None})
 
     def lanes(self, count: int) -> list["TransformersLM"]:
         """``count`` LMs on this one's weights, one per thread, whose concurrent calls share forward
@@ -294,6 +360,118 @@ class GenerationBatcher:
             self.condition.acquire()
             self.busy = False
             self.condition.notify_all()
+
+
+class PrefixCache:
+    """The keys and values of recent prompts under one set of weights, so that a prompt sharing a prefix
+    with one of them computes only the rest.
+
+    An entry is one prompt's states, per layer ``(keys, values)`` of shape ``[heads, tokens, head_dim]``.
+    Every lookup and store first compares the weights' fingerprint (``weights_fingerprint``) with the
+    entries' and drops them all when it changed. At most ``max_entries`` prompts and ``max_tokens``
+    tokens are kept (the least recently used go first; the student's states take 12 KB a token in
+    bfloat16, 24 KB in float32). Only models whose ``generate`` returns a plain ``DynamicCache`` of
+    full-attention layers are cached; others always take the plain path. Callers hold the LM's lock.
+    """
+
+    def __init__(self, max_entries: int = 8, max_tokens: int = 16384):
+        self.max_entries, self.max_tokens = max_entries, max_tokens
+        self.entries: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self.fingerprint: tuple | None = None
+        self.prompt_tokens = self.reused_tokens = 0  # totals over all lookups, for measuring
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.fingerprint = None
+
+    def cached_length(self, model, prompt: list[int]) -> int:
+        """How many leading tokens of ``prompt`` have cached states."""
+        self._check(model)
+        return max((_shared(prompt, key) for key in self.entries), default=0)
+
+    def lookup(self, model, prompts: list[list[int]]) -> tuple[list[int], "DynamicCache | None"]:
+        """How many leading tokens of each prompt have cached states, and those states as one batch cache
+        (each row's cached tokens first, then zeros up to the longest; None when nothing is cached).
+        The last token of a prompt is always computed: its logits give the first new token."""
+        from transformers import DynamicCache
+
+        self._check(model)
+        # With use_cache off (as under gradient checkpointing) generate recomputes every step and returns no cache.
+        if model.generation_config.use_cache is False or not _positions_from_mask(model):
+            return [0] * len(prompts), None
+        best = [max(((_shared(prompt, key), key) for key in self.entries), default=(0, None)) for prompt in prompts]
+        reused = [max(0, min(n, len(prompt) - 1)) for (n, _), prompt in zip(best, prompts, strict=True)]
+        self.prompt_tokens += sum(map(len, prompts))
+        self.reused_tokens += sum(reused)
+        cached = max(reused)
+        if cached == 0:
+            return reused, None
+        for _, key in best:
+            if key is not None:
+                self.entries.move_to_end(key)
+        layers = []
+        for index, (keys, values) in enumerate(next(iter(self.entries.values()))):
+            batch_keys = keys.new_zeros(len(prompts), keys.shape[0], cached, keys.shape[2])
+            batch_values = values.new_zeros(len(prompts), values.shape[0], cached, values.shape[2])
+            for row, ((_, key), n) in enumerate(zip(best, reused, strict=True)):
+                if n:
+                    batch_keys[row, :, :n] = self.entries[key][index][0][:, :n]
+                    batch_values[row, :, :n] = self.entries[key][index][1][:, :n]
+            layers.append((batch_keys, batch_values))
+        return reused, DynamicCache(layers)
+
+    def store(self, model, prompts: list[list[int]], cache, attention_mask: torch.Tensor) -> None:
+        """Keep each prompt's states from the cache ``generate`` returned, whose first columns hold the
+        prompts laid out as ``attention_mask`` says (padding where it is 0)."""
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        if weights_fingerprint(model) != self.fingerprint:  # the weights changed while generating
+            self.clear()
+            return
+        plain = type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
+        if not plain or cache.get_seq_length() < attention_mask.shape[1]:
+            return
+        for row, prompt in enumerate(prompts):
+            key = tuple(prompt)
+            if len(key) > self.max_tokens or any(other[: len(key)] == key for other in self.entries):
+                continue  # too long to keep, or an entry already covers it
+            for other in [other for other in self.entries if key[: len(other)] == other]:
+                del self.entries[other]  # the new entry covers it
+            columns = attention_mask[row].nonzero()[:, 0]
+            self.entries[key] = [(layer.keys[row].index_select(1, columns), layer.values[row].index_select(1, columns))
+                                 for layer in cache.layers]
+        while len(self.entries) > self.max_entries or sum(map(len, self.entries)) > self.max_tokens:
+            self.entries.popitem(last=False)
+
+    def _check(self, model) -> None:
+        fingerprint = weights_fingerprint(model)
+        if fingerprint != self.fingerprint:
+            self.entries.clear()
+            self.fingerprint = fingerprint
+
+
+def weights_fingerprint(model) -> tuple:
+    """Changes whenever the weights a forward pass uses may have: the model object; each parameter's and
+    buffer's identity, storage address and in-place version counter (optimizer steps, ``copy_``,
+    ``load_state_dict`` and ``add_`` bump it; ``.to()`` moves the storage); and PEFT's adapter state
+    (active, merged, disabled), since a merge writes through ``.data``, which bumps no counter.
+    Writing through ``.data`` yourself is the one change it cannot see: ``clear()`` the cache then."""
+    tensors = tuple((id(t), t.data_ptr(), t._version) for t in itertools.chain(model.parameters(), model.buffers()))
+    adapters = tuple((m.disable_adapters, tuple(m.active_adapters), tuple(m.merged_adapters))
+                     for m in model.modules() if hasattr(m, "merged_adapters"))
+    return id(model), tensors, adapters
+
+
+def _positions_from_mask(model) -> bool:
+    """Whether ``generate`` gives the model position ids counted from the attention mask (it does when the
+    forward takes them), so that padding between a row's cached part and its rest moves no position."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "position_ids" in inspect.signature(base.forward).parameters
+
+
+def _shared(prompt: list[int], key: tuple[int, ...]) -> int:
+    """The length of the common prefix of a prompt and a cached one."""
+    return next((i for i, (a, b) in enumerate(zip(prompt, key, strict=False)) if a != b), min(len(prompt), len(key)))
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

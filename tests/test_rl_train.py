@@ -28,7 +28,10 @@ pytestmark = pytest.mark.slow  # real SFT and GRPO training (tiny model)
 TASK = "py:todo:0"
 SCRIPT = {  # what ScriptedPolicy writes, by module, in turn
     "plan": ["1. add_item(title='buy milk', tags=['home'])"],
-    "act": ["[add_item(title='buy milk', tags=['home'])]", "[add_item(title='buy milk'"],
+    # A turn takes max_steps_per_turn (1) Act steps, then one more (BFCL's cap). Rollouts alternate: a right
+    # call then a broken one (the turn's state matches), or two broken ones (re-planned after the first).
+    "act": ["[add_item(title='buy milk', tags=['home'])]", "[add_item(title='buy milk'",
+            "[add_item(title='buy milk'", "[add_item(title='buy milk'"],
 }
 
 
@@ -141,8 +144,9 @@ def test_rl_changes_the_lora_weights_and_logs_every_metric(rl_run):
     history = [e for e in result.log_history if "pag/reward" in e]
     assert len(history) == 2
     assert any(e["pag/advantage_abs"] > 0 for e in history)
-    assert all(e["pag/samples_plan"] == e["pag/samples_act"] == 4 for e in history)  # 1 state x 4 rollouts
-    assert all(e["pag/turn"] == 0.5 and e["pag/format"] == 0.5 for e in history)  # right, broken, right, broken
+    # 1 state x 4 rollouts, 2 Act steps each; a broken step is re-planned
+    assert all(e["pag/samples_plan"] == 6 and e["pag/samples_act"] == 8 for e in history)
+    assert all(e["pag/turn"] == 0.5 and e["pag/format"] == 0.25 for e in history)  # format: 1/2, 0, 1/2, 0
 
     client = MlflowClient(f"sqlite:///{config.mlruns}/mlflow.db")
     run = client.get_run(result.run_id)
@@ -157,7 +161,7 @@ def test_rl_changes_the_lora_weights_and_logs_every_metric(rl_run):
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"adapter", "completions.json"} <= artifacts
     table = client.load_table(run.info.experiment_id, "completions.json", run_ids=[result.run_id])
-    assert len(table) == 16 and set(table["module"]) == {"plan", "act"}
+    assert len(table) == 2 * (6 + 8) and set(table["module"]) == {"plan", "act"}
     assert table["advantage"].abs().sum() > 0
 
     # the adapter loads for `parlmt eval --adapter` and generates
@@ -205,16 +209,18 @@ def first_step_gradients(config: PAGRLConfig) -> dict[str, torch.Tensor]:
 
 
 def test_micro_batches_give_the_gradient_of_the_whole_slice(tiny_model_dir, tmp_path):
-    """The claim is an equality of sums, so it is checked where the arithmetic is (nearly) exact: one
-    step's gradients in float64. (Weights after Adam steps amplify float32 summation-order differences,
-    which differ between CPU kinds.)"""
+    """The claim is an equality of sums, so it is checked on one step's gradients of a float64 model, as a
+    whole vector: weights after Adam steps amplify float32 summation-order differences, which differ between
+    CPU kinds, and TRL's fused log-prob head keeps part of its arithmetic in float32 even for a float64 model
+    (measured: 5.5e-8 relative, float32's rounding unit being 6e-8). A lost or double-counted piece is off by
+    O(1); 1e-5 leaves summation order on any CPU a wide margin."""
     settings = dict(dtype="float64", max_steps=1, save_steps=0, eval_steps=0, mlruns=str(tmp_path / "mlruns"))
     pieces = first_step_gradients(rl_config(tiny_model_dir, tmp_path / "a", micro_batch_size=2, **settings))
     at_once = first_step_gradients(rl_config(tiny_model_dir, tmp_path / "b", micro_batch_size=0, **settings))
-    assert pieces.keys() == at_once.keys() and any(g.abs().sum() > 0 for g in at_once.values())
-    for name in pieces:
-        assert pieces[name].dtype == torch.float64
-        torch.testing.assert_close(pieces[name], at_once[name], rtol=1e-9, atol=1e-12)
+    assert pieces.keys() == at_once.keys() and all(g.dtype == torch.float64 for g in pieces.values())
+    difference = torch.cat([(pieces[name] - at_once[name]).flatten() for name in pieces]).norm()
+    size = torch.cat([gradient.flatten() for gradient in at_once.values()]).norm()
+    assert size > 0 and difference / size < 1e-5
 
 
 def test_micro_batches_trim_the_padding_no_row_of_a_piece_uses():
