@@ -290,12 +290,14 @@ class TransformersLM(dspy.BaseLM):
 
     def lanes(self, count: int) -> list["TransformersLM"]:
         """``count`` LMs on this one's weights, one per thread, whose concurrent calls share forward
-        passes (``GenerationBatcher``); each records its own samples. A lane's thread must call
+        passes (``GenerationBatcher``); each records its own samples when this LM records them (RL
+        rollouts do, evaluations don't: a long evaluation would keep every generation). A lane's thread must call
         ``lane.batcher.leave()`` when it stops generating, so the others do not wait for it."""
         batcher = GenerationBatcher(self, count)
         lanes = [TransformersLM(model=self.hf_model, tokenizer=self.tokenizer, name=self.model,
                                 temperature=self.kwargs.get("temperature", 0.0),
-                                max_tokens=self.kwargs.get("max_tokens", 512), record_samples=True, batcher=batcher)
+                                max_tokens=self.kwargs.get("max_tokens", 512), record_samples=self.record_samples,
+                                batcher=batcher)
                  for _ in range(count)]
         for number, lane in enumerate(lanes):
             lane.lane = number

@@ -160,7 +160,7 @@ def test_lanes_share_forward_passes_and_keep_their_own_samples(tiny_model_dir):
             self.passes.append(len(prompts))
             return super().generate_ids(prompts, **options)
 
-    lm = CountingLM(ModelConfig(model=str(tiny_model_dir), dtype="float32"), max_tokens=3)
+    lm = CountingLM(ModelConfig(model=str(tiny_model_dir), dtype="float32"), max_tokens=3, record_samples=True)
     lanes = lm.lanes(3)
     calls = [1, 3, 2]  # lanes stop at different times; the others must not wait for them
 
