@@ -9,7 +9,7 @@ in the official checks.
 import decimal
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from parlmt.envs.calls import MAX_CHARS, Call, CallError, bind_call, parse_calls
@@ -30,7 +30,9 @@ class Task:
 
     ``turns[i]`` is the user message of turn i. ``tools`` are visible from the start and
     ``revealed_tools[i]`` become visible at turn i (BFCL miss_func). ``ground_truth[i]`` are the
-    call texts that solve turn i; an empty turn means the request cannot be completed.
+    call texts that solve turn i; an empty turn means the request cannot be completed. A program
+    plays from turn ``start`` on; the turns before it are replayed from the ground truth
+    (``from_turn`` makes such a task).
     """
 
     id: str
@@ -40,6 +42,28 @@ class Task:
     ground_truth: tuple[tuple[str, ...], ...] | None = None
     revealed_tools: dict[int, tuple[dict, ...]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    start: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.start < max(1, len(self.turns)):
+            raise ValueError(f"task {self.id} has {len(self.turns)} turns, no turn {self.start} to start from")
+        if self.start and self.ground_truth is None:
+            raise ValueError(f"task {self.id} has no ground truth to replay the turns before turn {self.start}")
+
+    def from_turn(self, turn: int, turns: int | None = None) -> "Task":
+        """The state before ``turn``: a task whose program plays ``turns`` turns (None: to the end)
+        from ``turn`` on, the earlier turns replayed from the ground truth. Its id is ``<id>@<turn>``;
+        ``meta['state_of']`` names this task (BFCL result files leave such partial episodes out)."""
+        if self.start:
+            raise ValueError(f"task {self.id} already starts at turn {self.start}")
+        if not 0 <= turn < len(self.turns):
+            raise ValueError(f"task {self.id} has {len(self.turns)} turns, no turn {turn}")
+        end = len(self.turns) if turns is None else turn + turns
+        if turns is not None and turns < 1:
+            raise ValueError(f"a state plays at least one turn, got turns={turns}")
+        truth = None if self.ground_truth is None else self.ground_truth[:end]
+        return replace(self, id=f"{self.id}@{turn}", turns=self.turns[:end], ground_truth=truth,
+                                   meta={**self.meta, "state_of": self.id, "start": turn}, start=turn)
 
     def tools_at(self, turn: int) -> list[dict]:
         """Schemas visible at ``turn``."""

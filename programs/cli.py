@@ -6,12 +6,14 @@ import re
 import sys
 from pathlib import Path
 
-TABLE_COLUMNS = [("episodes", "n", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"),
+TABLE_COLUMNS = [("episodes", "n", "{:.0f}"), ("entries", "entries", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"),
+                 ("accuracy_low", "95% low", "{:.3f}"), ("accuracy_high", "95% high", "{:.3f}"),
                  ("turn_accuracy", "turn acc", "{:.3f}"), ("steps_per_turn", "steps/turn", "{:.2f}"),
                  ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("format_validity", "format ok", "{:.3f}")]
 # Options that change an episode's result besides the program, LM, adapter and tasks, with their defaults:
 # those given another value name the run (so its own file), and all are recorded beside the file.
-RESULT_DEFAULTS = {"max_steps": 20, "refresh": "turn", "max_tokens": 256, "temperature": 0.0, "api_base": None}
+RESULT_DEFAULTS = {"max_steps": 20, "refresh": "turn", "max_tokens": 256, "temperature": 0.0, "api_base": None,
+                   "replayed_turns": False}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tasks", help="comma-separated task ids (bfcl:base:3,py:todo:0), instead of --categories")
     parser.add_argument("--split", choices=("train", "dev", "test"), help="only tasks of this split")
     parser.add_argument("--limit", type=int, help="at most this many tasks per category")
+    parser.add_argument("--replayed-turns", action="store_true",
+                        help="score every (entry, turn) state on its own, the earlier turns replayed from the ground "
+                             "truth: accuracy is then the replayed-turn accuracy, which does not compound errors")
     parser.add_argument("--batch", "--threads", dest="threads", type=int, default=4,
                         help="episodes played at once: an in-process model batches their calls into one generate, "
                              "a remote LM gets parallel requests")
@@ -70,6 +75,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from parlmt.models.lm import make_lm
     from parlmt.programs.agents import build_program, load_program
     from parlmt.programs.evaluate import ResumeError, check_settings, evaluate, settings_file
+    from parlmt.programs.metrics import turn_states
     from parlmt.programs.tracking import experiment
 
     if args.program.endswith(".json"):
@@ -82,10 +88,13 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         tasks = [task for category in args.categories.split(",")
                  for task in load_tasks(category.strip(), split=args.split)[: args.limit]]
+    if args.replayed_turns:
+        tasks = turn_states(tasks)
     name = run_name(args)
     out = args.out or Path("outputs/eval") / f"{name}.jsonl"
     settings = {"lm": args.lm, "api_base": args.api_base, "adapter": args.adapter, "max_tokens": args.max_tokens,
-                "temperature": args.temperature, **program.config()}  # config: the program's max_steps, refresh
+                "temperature": args.temperature, "replayed_turns": args.replayed_turns,
+                **program.config()}  # config: the program's max_steps, refresh
     if args.program.endswith(".json"):  # a program optimized again into the same file acts differently
         settings["program_sha256"] = hashlib.sha256(Path(args.program).read_bytes()).hexdigest()
     if args.restart:
@@ -100,10 +109,13 @@ def run_eval(args: argparse.Namespace) -> int:
     experiment(args.experiment, args.mlruns, args.tracking_uri)
     params = {"program": args.program, "lm": args.lm, "api_base": args.api_base, "adapter": args.adapter,
               "categories": args.categories, "split": args.split, "limit": args.limit, "threads": args.threads,
+              "replayed_turns": args.replayed_turns,
               "max_tokens": args.max_tokens, "temperature": args.temperature}
     result = evaluate(program, tasks, lm, out, name, params=params,
                       tags={"program": args.program, "model": args.lm, "adapter": args.adapter or ""},
                       threads=args.threads, traces=not args.no_traces, progress=not args.no_progress)
+    if args.replayed_turns:
+        print("each episode plays one (entry, turn) state, earlier turns replayed: accuracy = replayed-turn accuracy")
     print(format_table(result.table, result.wall_s))
     print(f"trajectories: {result.out}  summary: {result.out.with_suffix('.summary.json')}")
     return 0
@@ -123,9 +135,11 @@ def run_ui(args: argparse.Namespace) -> int:
 
 def format_table(table: dict, wall_s: float) -> str:
     """The per-category figures as a fixed-width table, with the wall time."""
-    header = f"{'category':<14}" + "".join(f"{title:>16}" for _, title, _ in TABLE_COLUMNS)
-    rows = [header]
+    widths = [max(9, len(title) + 2) for _, title, _ in TABLE_COLUMNS]
+    titles = [f"{title:>{w}}" for (_, title, _), w in zip(TABLE_COLUMNS, widths, strict=True)]
+    rows = [f"{'category':<14}" + "".join(titles)]
     for category, figures in table.items():
-        rows.append(f"{category:<14}" + "".join(f"{fmt.format(figures[key]):>16}" for key, _, fmt in TABLE_COLUMNS))
+        rows.append(f"{category:<14}" + "".join(f"{fmt.format(figures[key]):>{w}}"
+                                               for (key, _, fmt), w in zip(TABLE_COLUMNS, widths, strict=True)))
     rows.append(f"wall time {wall_s:.1f} s")
     return "\n".join(rows)

@@ -17,6 +17,8 @@ from parlmt.programs.parsing import extract_calls, salvage_calls
 from parlmt.programs.trajectory import ActStep, ModuleCall, Trajectory, TurnRecord, scalar_meta
 
 NOTHING_YET = "(none yet)"
+DONE_REPLY = "Done: every step of your request is complete."
+CANNOT_REPLY = "I cannot complete this request with the available tools and information."
 _FIELD_MARKER = re.compile(r"\[\[ ## \w+ ## \]\]")
 MAX_ECHO_CHARS = 500  # unreadable output is echoed back to the model this far, not in full
 
@@ -31,7 +33,8 @@ class _Capture:
 
 
 class Episode:
-    """Plays ``task`` (a ``Task``, a task id, or an environment already reset on a task)."""
+    """Plays ``task`` (a ``Task``, a task id, or an environment already reset on a task) from its start
+    turn: the turns before it are replayed from the ground truth first (``Task.from_turn``)."""
 
     def __init__(self, task: Task | str | ToolEnv, program: str, max_steps: int):
         self.env = task if isinstance(task, ToolEnv) else make_env(task, max_steps_per_turn=max_steps)
@@ -47,6 +50,8 @@ class Episode:
         self._stopped = False
         self._tool_docs: tuple[int, str] | None = None
         self._open_turn()
+        while self.turn < self.env.task.start:
+            self._replay_turn()
 
     # ------------------------------------------------------------------ what the modules read
 
@@ -174,7 +179,7 @@ class Episode:
         record.reply = next((s.reply for s in self.trajectory.steps if s.turn == record.turn and s.reply is not None),
                             None)
         self.env.next_turn()
-        if self.env.task.ground_truth is not None:
+        if self.env.task.ground_truth is not None and not record.replayed:
             score = self.env.score_turn(record.turn)
             record.passed, record.reason, record.error_type, record.checked = (
                 score.passed, score.reason, score.error_type, score.checked)
@@ -196,6 +201,23 @@ class Episode:
                 trajectory.reason = f"turn {capped.turn} passed the step cap: later turns were not played"
         trajectory.wall_s = time.perf_counter() - self._started
         return dspy.Prediction(trajectory=trajectory, passed=trajectory.passed)
+
+    def _replay_turn(self) -> None:
+        """Play this turn from the ground truth, as a model that gets it right would: every call in
+        one step, then the reply. The transcript shows it like any played turn; it is not scored."""
+        truth = self.env.ground_truth()
+        if truth:
+            self.env.step(truth)
+            results = self.env.trajectory[-1].results
+            self.trajectory.steps.append(ActStep(self.turn, 0, f"[{', '.join(r.call for r in results)}]",
+                                                 calls=[r.call for r in results],
+                                                 observations=[r.observation for r in results],
+                                                 errors=[r.error for r in results]))
+        reply = DONE_REPLY if truth else CANNOT_REPLY
+        self.trajectory.steps.append(ActStep(self.turn, 1 if truth else 0, "[]", reply=reply))
+        self._current.steps = 2 if truth else 1
+        self._current.replayed = True
+        self.next_turn()
 
     def _open_turn(self) -> None:
         self._current = TurnRecord(turn=self.turn, request=self.request)

@@ -127,10 +127,11 @@ def bfcl_results(trajectories: Sequence[Trajectory]) -> dict[str, list[dict]]:
     ``[f(a=1), ...]`` per step that ran calls, holding exactly the calls the environment ran, in full
     (the checker's input). Refused calls, unreadable output and replies are left out: BFCL's checker
     would run a refused call, and skips the rest. A force-quit episode keeps the turns it played,
-    fewer than the task has, which BFCL fails as force-terminated."""
+    fewer than the task has, which BFCL fails as force-terminated. Episodes from a later turn's state
+    (``Task.from_turn``) are not entries and are left out."""
     by_category: dict[str, list[dict]] = {}
     for trajectory in trajectories:
-        if trajectory.meta.get("source") != "bfcl":
+        if trajectory.meta.get("source") != "bfcl" or "state_of" in trajectory.meta:  # partial episodes
             continue
         played = trajectory.executed[: len(trajectory.turns)]
         turns = [[f"[{', '.join(calls)}]" for calls in steps] for steps in played]

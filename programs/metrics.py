@@ -4,14 +4,17 @@ The verdicts come from the environment (for BFCL, the official checker); these f
 read them off a program's prediction or trajectory.
 """
 
+import random
 from collections import defaultdict
 from statistics import mean
 
 import dspy
 
+from parlmt.envs import Task
 from parlmt.programs.trajectory import Trajectory
 
 PROGRAM_ERROR = "parlmt:program_error"  # the program raised; the episode counts as failed
+RESAMPLES = 2000  # bootstrap resamples of an interval (fixed seed: the same episodes give the same interval)
 
 
 def task_success(example: dspy.Example, prediction: dspy.Prediction, trace=None) -> float:
@@ -46,14 +49,50 @@ def act_prompt_tokens_by_turn(trajectories: list[Trajectory]) -> dict[int, float
     return {turn: mean(tokens) for turn, tokens in sorted(by_turn.items())}
 
 
+def turn_states(tasks: list[Task]) -> list[Task]:
+    """Every (entry, turn) state of ``tasks``: one task per turn that plays that turn alone, the
+    earlier ones replayed from the ground truth. Scored on these, accuracy is the turn accuracy with
+    earlier turns replayed, which does not compound a turn's errors into the next ones."""
+    return [task.from_turn(turn, turns=1) for task in tasks for turn in range(len(task.turns))]
+
+
+def entry_of(trajectory: Trajectory) -> str:
+    """The entry an episode belongs to: its task, or the task whose state it started from."""
+    return trajectory.meta.get("state_of") or trajectory.task_id
+
+
+def accuracy_interval(trajectories: list[Trajectory], confidence: float = 0.95) -> tuple[float, float]:
+    """A ``confidence`` interval of the accuracy (share of episodes that passed), by bootstrap over
+    entries: the states of one entry are resampled together, as they are not independent."""
+    groups = defaultdict(list)
+    for trajectory in trajectories:
+        groups[entry_of(trajectory)].append(bool(trajectory.passed))
+    if not groups:
+        return 0.0, 0.0
+    entries = [(sum(passed), len(passed)) for passed in groups.values()]
+    rng = random.Random(0)
+    figures = []
+    for _ in range(RESAMPLES):
+        drawn = rng.choices(entries, k=len(entries))
+        figures.append(sum(p for p, _ in drawn) / sum(n for _, n in drawn))
+    figures.sort()
+    tail = (1 - confidence) / 2
+    return figures[int(tail * RESAMPLES)], figures[min(RESAMPLES - 1, int((1 - tail) * RESAMPLES))]
+
+
 def aggregate(trajectories: list[Trajectory]) -> dict[str, float]:
-    """Episodes, accuracy, turn accuracy, format validity, mean Act steps per turn, mean prompt and
-    completion tokens per Act call, and LM seconds per episode."""
+    """Episodes, entries, accuracy with its 95% interval (bootstrap over entries), turn accuracy,
+    format validity, mean Act steps per turn, mean prompt and completion tokens per Act call, and LM
+    seconds per episode. On ``turn_states`` episodes accuracy is the replayed-turn accuracy."""
     acts = [call for t in trajectories for call in t.calls_of("act")]
-    turns = [turn for t in trajectories for turn in t.turns]
+    turns = [turn for t in trajectories for turn in t.turns if not turn.replayed]
+    low, high = accuracy_interval(trajectories)
     return {
         "episodes": len(trajectories),
+        "entries": len({entry_of(t) for t in trajectories}),
         "accuracy": mean(bool(t.passed) for t in trajectories) if trajectories else 0.0,
+        "accuracy_low": low,
+        "accuracy_high": high,
         "turn_accuracy": mean(t.turn_accuracy for t in trajectories) if trajectories else 0.0,
         "format_validity": mean(t.format_validity for t in trajectories) if trajectories else 0.0,
         "steps_per_turn": mean(turn.steps for turn in turns) if turns else 0.0,

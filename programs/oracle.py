@@ -7,7 +7,6 @@ all of them in one step) and replies once none is left. Plugged into an agent it
 kind of trajectory an LM does, with every action correct by construction. It serves as:
 
 - the reference teacher of PAG bootstrapping (optimize/);
-- the replay of a rollout's earlier turns (rl/);
 - the source of reference SFT rows (``parlmt train data``).
 """
 
@@ -15,9 +14,8 @@ import dspy
 
 from parlmt.envs import ToolEnv
 from parlmt.programs.agents import build_program
+from parlmt.programs.episode import CANNOT_REPLY, DONE_REPLY
 
-DONE_REPLY = "Done: every step of your request is complete."
-CANNOT_REPLY = "I cannot complete this request with the available tools and information."
 NO_CALLS_PLAN = "1. No tool call can complete this request: tell the user what is missing."
 DONE_PLAN = "1. Nothing left to call: reply to the user."
 MAX_RESULT_CHARS = 160  # results in a summary are cut here: the facts, not the payload

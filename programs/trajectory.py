@@ -62,7 +62,8 @@ class ActStep:
 @dataclass
 class TurnRecord:
     """One user turn: its request, how many Act steps it took, how it ended and its score
-    (``passed`` is None when the task has no ground truth)."""
+    (``passed`` is None when the task has no ground truth, or when the turn was ``replayed`` from
+    the ground truth before the task's start turn)."""
 
     turn: int
     request: str
@@ -73,6 +74,7 @@ class TurnRecord:
     reason: str = ""
     error_type: str | None = None
     checked: bool = False
+    replayed: bool = False
 
 
 @dataclass

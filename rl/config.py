@@ -132,8 +132,7 @@ class PAGRLConfig(StageConfig):
     start_turns: str | None = option("Start turns of the states, comma-separated (e.g. 0,1); unset: every turn.")
     rollout_turns: int | None = option("Turns the policy plays from the start turn (earlier ones are replayed from "
                                       "the ground truth); 0 or unset plays to the end.", 1)
-    max_steps_per_turn: int = option("Act steps allowed per turn (BFCL: 20). At least 2 when start turns > 0 (the "
-                                    "replay makes the calls, then replies).", 4)
+    max_steps_per_turn: int = option("Act steps allowed per turn (BFCL: 20).", 4)
     num_generations: int = option("G: rollouts per state; advantages compare the same module call across them.", 4)
     states_per_step: int = option("States rolled out per optimizer step (each G times); also the number of "
                                  "accumulation slices the step's samples are split into.", 2)
