@@ -1,9 +1,10 @@
 """``parlmt demo``: the whole PARL-MT pipeline on the embedded defaults, each stage an MLflow run
 nested under one parent, then a table comparing the stages.
 
-Stages, in order (``STAGES``): evaluate FullHistoryAgent and ProgressAwareAgent on a few dev entries,
+Stages, in order (``STAGES``): evaluate FullHistoryAgent and ProgressAwareAgent on the states of a
+few dev entries (each (entry, turn) alone, earlier turns replayed: the replayed-turn accuracy),
 bootstrap PAG data on train entries (reference teacher by default), SFT warm-up, a few PAG-RL steps
-(``cpu-smoke``), and evaluate the SFT and RL adapters on the same dev entries.
+(``cpu-smoke``), and evaluate the SFT and RL adapters on the same dev states.
 
 Re-running resumes: ``<out>/state.json`` records every finished stage (skipped next time) and the
 parent run; an interrupted stage continues from what it saved (episodes, PAG shards, checkpoints),
@@ -30,7 +31,8 @@ EVALS = {  # stage -> (program, the stage whose adapter it evaluates)
     "eval-fullhistory": ("fullhistory", None), "eval-progress": ("progress", None),
     "eval-sft": ("progress", "sft"), "eval-rl": ("progress", "rl"),
 }
-COLUMNS = [("accuracy", "accuracy", "{:.3f}"), ("turn_accuracy", "turn acc", "{:.3f}"),
+COLUMNS = [("episodes", "n", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"), ("accuracy_low", "95% low", "{:.3f}"),
+           ("accuracy_high", "95% high", "{:.3f}"), ("turn_accuracy", "turn acc", "{:.3f}"),
            ("format_validity", "format ok", "{:.3f}"), ("act_prompt_tokens", "act prompt tok", "{:.0f}"),
            ("steps_per_turn", "steps/turn", "{:.2f}"), ("wall_s", "wall s", "{:.0f}")]
 
@@ -48,6 +50,9 @@ class DemoConfig:
     train_tasks: int = option("First train-split base entries used for PAG data and RL states.", 8)
     verify_student: bool = option("Model-aware PAG verification; the untrained 0.5B student reproduces almost no "
                                  "call, which leaves SFT nothing to train on.", False)
+    replayed_turns: bool = option("Evaluate every (entry, turn) state of the dev entries on its own, earlier turns "
+                                 "replayed from the ground truth (accuracy = replayed-turn accuracy, as `parlmt eval "
+                                 "--replayed-turns`); off: whole episodes (accuracy = official entry accuracy).", True)
     max_steps: int = option("Act steps per turn in the evaluations.", 4)
     max_tokens: int = option("Completion cap per module call in the evaluations.", 192)
     batch: int = option("Dev episodes each evaluation plays at once, their LM calls batched into one generate.", 4)
@@ -78,15 +83,19 @@ def _evaluate(name: str, config: DemoConfig, state: dict) -> dict:
     from parlmt.models import make_lm
     from parlmt.programs import build_program
     from parlmt.programs.evaluate import evaluate
+    from parlmt.programs.metrics import turn_states
 
     program_name, trained_by = EVALS[name]
     adapter = state["stages"][trained_by]["adapter"] if trained_by else None
     program = build_program(program_name, max_steps=config.max_steps)
     tasks = [load_task(task_id.strip()) for task_id in config.dev_tasks.split(",")]
+    if config.replayed_turns:
+        tasks = turn_states(tasks)
     lm = make_lm(config.model, config.max_tokens, 0.0, adapter)
     tags = {"program": program_name, "model": config.model, "adapter": adapter or "",
             "dataset": state.get("dataset_version", "") if trained_by else ""}
-    params = {"lm": config.model, "adapter": adapter, "max_tokens": config.max_tokens, "temperature": 0.0}
+    params = {"lm": config.model, "adapter": adapter, "max_tokens": config.max_tokens, "temperature": 0.0,
+              "replayed_turns": config.replayed_turns}
     result = evaluate(program, tasks, lm, Path(config.out) / f"{name}.jsonl", name, params=params, tags=tags,
                       threads=config.batch)
     return {"run_id": result.run_id, **{key: result.table["all"][key] for key, *_ in COLUMNS if key != "wall_s"}}
@@ -238,23 +247,28 @@ def _accuracy_plot(rows: list[dict]):
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4))
-    positions = range(len(rows))
-    for offset, key in ((-0.2, "accuracy"), (0.2, "turn_accuracy")):
-        axes.bar([p + offset for p in positions], [row[key] for row in rows], width=0.4, label=key)
-    axes.set_xticks(list(positions), [row["stage"] for row in rows])
-    axes.set(ylim=(0, 1), ylabel="dev entries", title="Accuracy per stage (same dev entries)")
-    axes.legend()
+    accuracy = [row["accuracy"] for row in rows]
+    errors = [[a - row.get("accuracy_low", a) for a, row in zip(accuracy, rows, strict=True)],
+              [row.get("accuracy_high", a) - a for a, row in zip(accuracy, rows, strict=True)]]
+    axes.bar(range(len(rows)), accuracy, yerr=errors, capsize=6)
+    axes.set_xticks(list(range(len(rows))), [row["stage"] for row in rows])
+    axes.set(ylim=(0, 1), ylabel="accuracy (95% interval over entries)",
+             title="Accuracy per stage (same dev states)")
     figure.tight_layout()
     plt.close(figure)
     return figure
 
 
 def format_table(rows: list[dict]) -> str:
-    """Stage, accuracy, turn accuracy, prompt tokens per Act call, steps per turn, wall time, note."""
-    header = f"{'stage':<18}" + "".join(f"{title:>16}" for _, title, _ in COLUMNS) + "  note"
+    """Stage, episodes, accuracy with its interval, turn accuracy, format validity, prompt tokens per Act
+    call, steps per turn, wall time, note."""
+    widths = [max(8, len(title) + 2) for _, title, _ in COLUMNS]
+    header = f"{'stage':<18}" + "".join(f"{title:>{w}}" for (_, title, _), w in zip(COLUMNS, widths, strict=True))
+    header += "  note"
     lines = [header, "-" * len(header)]
     for row in rows:
-        cells = "".join(f"{fmt.format(row[key]) if key in row else '-':>16}" for key, _, fmt in COLUMNS)
+        cells = "".join(f"{fmt.format(row[key]) if key in row else '-':>{w}}"
+                        for (key, _, fmt), w in zip(COLUMNS, widths, strict=True))
         lines.append(f"{row['stage']:<18}{cells}  {row.get('note', '')}")
     return "\n".join(lines)
 

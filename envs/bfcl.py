@@ -54,10 +54,10 @@ _GLOBALS_LOCK = threading.Lock()
 
 def bfcl_project_root() -> Path:
     """Writable folder bfcl-eval creates its result/score/lock folders in at import time:
-    ``$BFCL_PROJECT_ROOT``, else ``$PARLMT_CACHE_DIR/bfcl`` (default ``~/.cache/parlmt/bfcl``)."""
+    ``$BFCL_PROJECT_ROOT``, else ``$PARLMT_CACHE/bfcl`` (default ``~/.cache/parlmt/bfcl``)."""
     if os.environ.get("BFCL_PROJECT_ROOT"):
         return Path(os.environ["BFCL_PROJECT_ROOT"])
-    cache = os.environ.get("PARLMT_CACHE_DIR") or Path.home() / ".cache" / "parlmt"
+    cache = os.environ.get("PARLMT_CACHE") or Path.home() / ".cache" / "parlmt"
     return Path(cache) / "bfcl"
 
 

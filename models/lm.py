@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from transformers import DynamicCache
 
 log = logging.getLogger(__name__)
+# Uncached prompt tokens above which a row of a batch is prefilled on its own (``_prefill_alone``): a padded
+# pass makes every row as wide as the widest, so a long uncached part is cheaper computed once, alone.
+PREFILL_ALONE = 256
 
 
 @dataclass
@@ -213,7 +216,7 @@ class TransformersLM(dspy.BaseLM):
         """Complete each prompt (token ids) in one padded ``generate``: samples with their log-probs.
 
         With the prefix cache on, each row starts from the cached states of its longest cached prefix,
-        and a prefix all rows share is computed once (``_prefill_shared``)."""
+        and a row with a long uncached part is prefilled on its own first (``_prefill_alone``)."""
         tokenizer, model = self.tokenizer, self.hf_model
         sampling = temperature > 0
         options = {"do_sample": sampling, "max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id,
@@ -231,7 +234,7 @@ class TransformersLM(dspy.BaseLM):
                         "runs on positions it was not trained on", max(map(len, prompts)), max_tokens, context)
         with self._lock, torch.no_grad():
             if self._prefix_cache and len(prompts) > 1:
-                self._prefill_shared(prompts, options)
+                self._prefill_alone(prompts, options)
             out, width = self._generate(prompts, options)
         eos = _eos_ids(model, tokenizer)
         samples = []
@@ -277,16 +280,19 @@ class TransformersLM(dspy.BaseLM):
             self.prefixes.store(model, prompts, out.cache, attention_mask)
         return out, cached + rest_width
 
-    def _prefill_shared(self, prompts: list[list[int]], options: dict) -> None:
-        """Cache the prefix all rows share (all of it for the G rollouts of one state) when it is not cached
-        yet, with a one-row pass, so that the rows start from it instead of each computing it (lock held)."""
-        first = prompts[0]
-        shared = min(min(len(prompt) - 1, _shared(first, prompt)) for prompt in prompts)
-        if shared > self.prefixes.cached_length(self.hf_model, first):
-            # One greedy token (no random draw, so sampling stays as without the cache): the pass is a
-            # prefill, and it caches the prompt it was given.
-            self._generate([first[: shared + 1]], options | {"max_new_tokens": 1, "do_sample": False,
-                                                             "temperature": None, "top_p": None, "top_k": None})
+    def _prefill_alone(self, prompts: list[list[int]], options: dict) -> None:
+        """Prefill into the cache, one row at a time, every prompt whose uncached part is long (lock held).
+
+        A padded pass computes every row as wide as the widest: beside one new 2,000-token prompt, three
+        prompts that only add a step's observations to cached ones would each compute 2,000 columns too.
+        Prefilled alone first, every row of the pass is short; and the G rollouts of one state compute
+        their common prompt once (the first row's pass caches it for the others)."""
+        for prompt in prompts:
+            if len(prompt) - self.prefixes.cached_length(self.hf_model, prompt) > PREFILL_ALONE:
+                # One greedy token (no random draw, so sampling stays as without the cache): the pass is a
+                # prefill, and it caches the prompt it was given.
+                self._generate([prompt], options | {"max_new_tokens": 1, "do_sample": False, "temperature": None,
+                                                    "top_p": None, "top_k": None})
 
     def lanes(self, count: int) -> list["TransformersLM"]:
         """``count`` LMs on this one's weights, one per thread, whose concurrent calls share forward

@@ -90,6 +90,6 @@ def run_rl(args: argparse.Namespace) -> int:
               f"{entry['pag/samples']:>8.0f} {entry['loss']:>9.4f} {entry['step_time']:>7.1f}")
     dev = [entry for entry in result.log_history if "dev/accuracy" in entry]
     if dev:
-        print(f"dev accuracy (greedy turn success) at step {dev[-1]['step']}: {dev[-1]['dev/accuracy']:.3f}")
+        print(f"dev accuracy (greedy, replayed-turn states) at step {dev[-1]['step']}: {dev[-1]['dev/accuracy']:.3f}")
     print(f"adapter: {result.adapter}  mlflow run: {result.run_id}")
     return 0

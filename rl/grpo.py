@@ -31,6 +31,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from parlmt.envs import Task, load_task, load_tasks
 from parlmt.models import TransformersLM
+from parlmt.programs.metrics import aggregate
 from parlmt.rl.advantages import group_advantages, zero_spread_share
 from parlmt.rl.config import PAGRLConfig
 from parlmt.rl.data import state_rows
@@ -255,26 +256,30 @@ class PAGRLTrainer(GRPOTrainer):
     # ------------------------------------------------------------------ dev evaluation
 
     def evaluate_states(self, states: list[tuple[str, int]] | None = None) -> dict[str, float]:
-        """Greedy rollouts from dev states: turn success (accuracy), composite reward and each term."""
+        """Greedy rollouts from dev states: the share of states whose played turns pass (``dev/accuracy``, as
+        ``parlmt eval --replayed-turns`` computes it, with its 95% interval over entries), the composite
+        reward and each term."""
         states = self.dev_states if states is None else states
         config = self.pag
         greedy = TransformersLM(model=self.model, tokenizer=self.processing_class, name="local/policy",
                                 temperature=0.0, max_tokens=config.max_completion_tokens, record_samples=True)
         was_training = self.model.training
         self.model.eval()
-        outcomes = []
+        outcomes, trajectories = [], []
         try:
             for task_id, turn in tqdm(states, desc="dev states", leave=False,
                                       disable=not self.accelerator.is_local_main_process):
                 rollout = play(config.program, self.tasks[task_id], turn, greedy, turns=config.rollout_turns or None,
                                max_steps=config.max_steps_per_turn, refresh=config.refresh)
                 outcomes += [reward_terms(o) for o in rollout.outcomes.values()]
+                trajectories.append(rollout.trajectory)
         finally:
             self.model.train(was_training)
         if not outcomes:
             return {}
         figures = {f"dev/{name}": mean(o[name] for o in outcomes) for name in REWARD_TERMS}
-        figures["dev/accuracy"] = figures["dev/turn"]
+        dev = aggregate(trajectories)
+        figures.update({f"dev/{key}": dev[key] for key in ("accuracy", "accuracy_low", "accuracy_high")})
         figures["dev/reward"] = mean(composite(o, config.weights()) for o in outcomes)
         return figures
 

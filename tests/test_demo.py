@@ -35,6 +35,9 @@ def test_demo_runs_every_stage_as_a_nested_run_and_prints_the_table(demo_run):
         assert {"accuracy", "turn_accuracy", "act_prompt_tokens", "steps_per_turn"} <= set(metrics), name
         assert tags["stage"] == "eval" and tags["program"] == demo.EVALS[name][0]
         assert parent.data.metrics[f"{name}/turn_accuracy"] == metrics["turn_accuracy"]
+        # every (entry, turn) state of the dev entries, scored alone: one episode per state
+        assert (metrics["episodes"], metrics["entries"]) == (2, 1), name
+        assert metrics["accuracy_low"] <= metrics["accuracy"] <= metrics["accuracy_high"], name
     assert runs["eval-rl"].data.tags["adapter"] == state["stages"]["rl"]["adapter"]
     assert runs["eval-rl"].data.tags["dataset"] == runs["sft"].data.tags["dataset"] == version
     assert runs["rl"].data.tags["adapter"] == state["stages"]["sft"]["adapter"]  # RL continues the SFT adapter

@@ -97,6 +97,19 @@ def test_a_prefix_all_rows_share_is_computed_once_even_when_nothing_is_cached(lm
     assert_same(samples, run(plain, [SHARED + [9]] * 3, temperature=1.0))  # the one-row pass draws nothing
 
 
+def test_a_long_new_prompt_beside_cached_ones_is_prefilled_alone_so_the_batch_stays_narrow(lms):
+    cached, plain = lms
+    cached.prefixes.clear()
+    run(cached, [SHARED + [1, 2, 3]])
+    fresh = list(range(2000, 2400))  # 400 new tokens: padding the other rows to it would compute 400 columns each
+    batch = [SHARED + [1, 2, 3, 4], fresh, SHARED + [1, 2, 3, 5, 6]]
+    reused, samples = reused_by(cached, batch)
+    # The new prompt's own pass reuses nothing; in the batch every row then starts from its cached part, the
+    # new prompt from all of it but its last token: the pass computes at most 3 columns a row, not 400.
+    assert reused == 0 + 303 + (len(fresh) - 1) + 303
+    assert_same(samples, run(plain, batch))
+
+
 def test_sampled_logprobs_from_cached_states_match_a_fresh_forward_pass(lms):
     """The RL stage trusts these logprobs as the old policy's."""
     cached, _ = lms

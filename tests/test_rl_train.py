@@ -151,11 +151,13 @@ def test_rl_changes_the_lora_weights_and_logs_every_metric(rl_run):
     client = MlflowClient(f"sqlite:///{config.mlruns}/mlflow.db")
     run = client.get_run(result.run_id)
     expected = ["loss", "kl", "entropy", "grad_norm", "reward", "frac_reward_zero_std", "pag/reward",
-                "pag/samples", "dev/accuracy", "dev/reward"]
+                "pag/samples", "dev/accuracy", "dev/accuracy_low", "dev/accuracy_high", "dev/reward"]
     expected += [f"pag/{t}" for t in ("format", "calls", "turn", "episode", "efficiency")]
     expected += [f"rewards/{t}/mean" for t in ("format", "calls", "turn", "episode", "efficiency")]
     missing = [name for name in expected if name not in run.data.metrics]
     assert not missing
+    metrics = run.data.metrics
+    assert metrics["dev/accuracy_low"] <= metrics["dev/accuracy"] <= metrics["dev/accuracy_high"]
     assert [m.step for m in client.get_metric_history(result.run_id, "pag/reward")] == [1, 2]
     assert run.data.params["program"] == "progress" and run.data.params["w_turn"] == "1.0"
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
