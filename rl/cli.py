@@ -81,6 +81,8 @@ def run_rl(args: argparse.Namespace) -> int:
 
     config = config_from_args(PAGRLConfig, args)
     result = train_rl(config)
+    if result.run_id is None:  # another process than the main one of `accelerate launch`, which reports
+        return 0
     steps = [entry for entry in result.log_history if "pag/reward" in entry]
     print(f"{'step':>5} {'reward':>8} {'format':>7} {'calls':>7} {'turn':>6} {'episode':>8} {'effic.':>7} "
           f"{'samples':>8} {'loss':>9} {'s/step':>7}")

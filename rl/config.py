@@ -7,7 +7,8 @@ Presets name tested starting points; fields given explicitly override them:
   batches and token caps: a few steps in minutes, to check the whole loop end to end.
 - ``gpu``: Qwen2.5-7B-Instruct (or xLAM-2: pass its folder as ``model``) on GPUs, bf16,
   gradient checkpointing, real batch sizes. Several GPUs: ``accelerate launch -m parlmt.cli train
-  rl --preset gpu`` (one process per GPU; the trainer pads every process's samples to the same count).
+  rl --preset gpu`` (one process per GPU, each rolling out ``states_per_step`` states; the trainer pads
+  every process's samples to the same count, and only the main process logs to MLflow).
   Rollouts generate with transformers on each GPU; a vLLM engine would plug in as the trainer's
   ``policy_lm`` (any ``TransformersLM``-like object recording ``Sample``s).
 """
@@ -134,8 +135,9 @@ class PAGRLConfig(StageConfig):
                                       "the ground truth); 0 or unset plays to the end.", 1)
     max_steps_per_turn: int = option("Act steps allowed per turn (BFCL: 20).", 4)
     num_generations: int = option("G: rollouts per state; advantages compare the same module call across them.", 4)
-    states_per_step: int = option("States rolled out per optimizer step (each G times); also the number of "
-                                 "accumulation slices the step's samples are split into.", 2)
+    states_per_step: int = option("States rolled out per optimizer step and process (each G times: under "
+                                 "`accelerate launch` on P processes a step rolls out P x this many); also the "
+                                 "number of accumulation slices a process's samples are split into.", 2)
     micro_batch_size: int = option("Samples per forward/backward pass within a slice, each trimmed to its own length "
                                   "(bounds memory: a step's samples vary in number, and BFCL prompts run to 2-3k "
                                   "tokens); 0: a whole slice at once.", 2)

@@ -20,6 +20,7 @@ tests run it end to end.
 import math
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -220,33 +221,36 @@ class PAGRLTrainer(GRPOTrainer):
 
     def _log_step(self, rollouts: list[tuple[int, Rollout]], rows: list[dict], advantages: list[float],
                   spread: float, padding: int) -> None:
-        """Per-term means over played turns (not samples), sample counts, and the completions table."""
+        """Per-term means over played turns (not samples), sample counts, and the completions table, over
+        every process's rollouts: the trainer logs the main process's metrics alone."""
+        from accelerate.utils import gather_object
+
         metrics = self._metrics["train"]
-        outcomes = [reward_terms(o) for _, r in rollouts for o in r.outcomes.values()]
+        outcomes = gather_object([reward_terms(o) for _, r in rollouts for o in r.outcomes.values()])
         weights = self.pag.weights()
         for name in REWARD_TERMS:
             metrics[f"pag/{name}"].append(mean(o[name] for o in outcomes))
         metrics["pag/reward"].append(mean(composite(o, weights) for o in outcomes))
-        metrics["pag/samples"].append(len(rows))
-        metrics["pag/padding_rows"].append(padding)
-        metrics["pag/advantage_abs"].append(mean(abs(a) for a in advantages) if advantages else 0.0)
-        by_module = defaultdict(int)
-        for row in rows:
-            by_module[row["key"][3]] += 1
-        for module, count in by_module.items():
-            metrics[f"pag/samples_{module}"].append(count)
-        # TRL's grouping saw singletons; report the real share of groups whose rewards are all equal.
-        metrics["frac_reward_zero_std"][-1] = spread
         samples = [s for _, r in rollouts for s in r.samples]
         step = self.state.global_step + 1
-        self._table = [
+        self._table = gather_object([
             {"step": step, "task_id": row["key"][0], "start_turn": row["key"][1], "turn": row["key"][2],
              "module": row["key"][3], "call": row["key"][4], "rollout": row["rollout"][1],
              "prompt_tokens": len(sample.prompt_ids), "completion_tokens": len(sample.completion_ids),
              "completion": sample.text[:TABLE_TEXT_CHARS], "reward": row["reward"], "advantage": advantage,
-             **{name: row[f"reward_{name}"] for name in REWARD_TERMS}}
+             **{f"reward_{name}": row[f"reward_{name}"] for name in REWARD_TERMS}}  # "turn" is the turn's index
             for row, sample, advantage in zip(rows, samples, advantages, strict=True)
-        ]
+        ])
+        metrics["pag/samples"].append(len(self._table))
+        metrics["pag/padding_rows"].append(sum(gather_object([padding])))
+        metrics["pag/advantage_abs"].append(mean(abs(r["advantage"]) for r in self._table) if self._table else 0.0)
+        by_module = defaultdict(int)
+        for row in self._table:
+            by_module[row["module"]] += 1
+        for module, count in by_module.items():
+            metrics[f"pag/samples_{module}"].append(count)
+        # TRL's grouping saw singletons; report the real share of groups whose rewards are all equal.
+        metrics["frac_reward_zero_std"][-1] = spread
 
     def pop_table(self) -> list[dict]:
         """The last generation step's samples as table rows (once)."""
@@ -324,10 +328,11 @@ class DevEvaluation(TrainerCallback):
 
 @dataclass
 class RLResult:
-    """What a finished PAG-RL run leaves: the adapter folder, the MLflow run and the last logs."""
+    """What a finished PAG-RL run leaves: the adapter folder, the MLflow run (None on the processes other
+    than the main one) and the last logs."""
 
     adapter: Path
-    run_id: str
+    run_id: str | None
     log_history: list[dict]
 
 
@@ -395,13 +400,18 @@ def train_rl(config: PAGRLConfig, trainer: PAGRLTrainer | None = None, tags: dic
     from parlmt.rl.tracking import MlflowLogger, log_adapter, log_reward_plot, stage_run
 
     trainer = trainer or build_trainer(config)
-    with stage_run(config, "rl", {"program": config.program, **(tags or {})}) as run_id:
+    # Under `accelerate launch` every process trains, and only the main one tracks: one MLflow run, and one
+    # writer of its SQLite store (two processes creating it at once fail on its schema migration).
+    main = trainer.accelerator.is_main_process
+    run = stage_run(config, "rl", {"program": config.program, **(tags or {})}) if main else nullcontext()
+    with run as run_id:
         trainer.add_callback(MlflowLogger(table=trainer.pop_table))
         resume = True if config.resume == "latest" else config.resume
         trainer.train(resume_from_checkpoint=resume)
         adapter = Path(config.output_dir) / "adapter"
-        trainer.save_model(str(adapter))
-        trainer.processing_class.save_pretrained(str(adapter))
-        log_adapter(adapter)
-        log_reward_plot(trainer.state.log_history, list(REWARD_TERMS))
+        trainer.save_model(str(adapter))  # every process calls it; the Trainer writes from the main one
+        if main:
+            trainer.processing_class.save_pretrained(str(adapter))
+            log_adapter(adapter)
+            log_reward_plot(trainer.state.log_history, list(REWARD_TERMS))
     return RLResult(adapter, run_id, list(trainer.state.log_history))

@@ -164,6 +164,7 @@ def test_rl_changes_the_lora_weights_and_logs_every_metric(rl_run):
     assert {"adapter", "completions.json"} <= artifacts
     table = client.load_table(run.info.experiment_id, "completions.json", run_ids=[result.run_id])
     assert len(table) == 2 * (6 + 8) and set(table["module"]) == {"plan", "act"}
+    assert set(table["turn"]) == {0} and set(table["reward_turn"]) == {0.0, 1.0}  # the index, then the term
     assert table["advantage"].abs().sum() > 0
 
     # the adapter loads for `parlmt eval --adapter` and generates
