@@ -7,6 +7,7 @@ The adapter is saved to ``<output_dir>/adapter`` (loadable with ``ModelConfig(ad
 logged to MLflow with every training metric.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from parlmt.rl.policy import load_policy
 
 @dataclass
 class SFTResult:
-    """What a finished warm-up leaves: the adapter folder, the MLflow run and the logged history."""
+    """What a finished warm-up leaves: the adapter folder, the MLflow run (None on the processes other than
+    the main one) and the logged history."""
 
     adapter: Path
-    run_id: str
+    run_id: str | None
     log_history: list[dict]
 
 
@@ -51,13 +53,15 @@ def train_sft(config: SFTWarmupConfig, dataset=None, model=None, tokenizer=None,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config)
-    with stage_run(config, "sft", tags) as run_id:
+    main = trainer.accelerator.is_main_process  # under `accelerate launch` only the main process tracks (see grpo)
+    with stage_run(config, "sft", tags) if main else nullcontext() as run_id:
         trainer.add_callback(MlflowLogger())
         resume = True if config.resume == "latest" else config.resume
         with completion_tokens_only():
             trainer.train(resume_from_checkpoint=resume)
         adapter = Path(config.output_dir) / "adapter"
-        trainer.save_model(str(adapter))
-        tokenizer.save_pretrained(str(adapter))
-        log_adapter(adapter)
+        trainer.save_model(str(adapter))  # every process calls it; the Trainer writes from the main one
+        if main:
+            tokenizer.save_pretrained(str(adapter))
+            log_adapter(adapter)
     return SFTResult(adapter, run_id, list(trainer.state.log_history))
