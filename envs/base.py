@@ -290,6 +290,10 @@ class ToolEnv:
         self._terminated = self._steps_in_turn > self.max_steps_per_turn  # force-quit, as BFCL (see __init__)
         return self._record(results)
 
+    def reply(self, text: str) -> None:
+        """The agent's message to the user that ends this turn. Scripted turns ignore it; an environment
+        whose scoring reads what the agent told the user (tau2's communication check) records it."""
+
     def next_turn(self) -> str | None:
         """Close the current turn (scoring it when the task has ground truth); the next user
         message, or None when the episode is over."""

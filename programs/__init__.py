@@ -8,6 +8,7 @@
 - ``evaluate``: threaded, resumable runs over tasks, as MLflow runs; official BFCL result files.
 - ``oracle``: the ground-truth oracle as the agent's modules (reference teacher, RL replay, SFT rows).
 - ``tracking``: the MLflow store (SQLite + artifacts under ``mlruns/``).
+- ``user``: ``SimulatedUser``, a tau2 customer (tau2's user-simulator prompt) played by any DSPy LM.
 
 Names are imported on first use (PEP 562) so that ``parlmt --help`` does not load DSPy.
 """
@@ -25,6 +26,7 @@ _EXPORTS = {
     "aggregate": "metrics", "by_category": "metrics", "act_prompt_tokens_by_turn": "metrics",
     "oracle_program": "oracle",
     "run_episodes": "evaluate", "EvalResult": "evaluate", "bfcl_results": "evaluate", "write_bfcl_results": "evaluate",
+    "SimulatedUser": "user",
 }
 
 __all__ = sorted(_EXPORTS)

