@@ -4,16 +4,19 @@ A sequence of ``parlmt`` commands, each printed before it runs and each resumabl
 output exists is skipped; an evaluation resumes its trajectories file; SFT resumes its latest
 checkpoint):
 
-1. ``parlmt train data``: reference rows (ground-truth calls) from the train split;
-2. ``parlmt train sft``: the SFT warm-up on them (LoRA);
-3. ``parlmt eval --replayed-turns`` of the base student (before SFT) and of the SFT adapter on the
-   same dev states (every (entry, turn) of the first ``--dev-limit`` dev entries, earlier turns replayed).
+1. ``parlmt train data``: reference Act rows (ground-truth calls, then the reply) from the train split;
+2. ``parlmt eval --replayed-turns`` of the base student on dev states (every (entry, turn) of the
+   first ``--dev-limit`` dev entries, earlier turns replayed);
+3. ``parlmt train sft``: the SFT warm-up (LoRA) on the rows (``--calls-only``: the rows that make calls);
+4. the same evaluation with the SFT adapter.
 
 Writes ``bench/results/efficacy.json``: per variant and category the replayed-turn accuracy, its
 95% interval (bootstrap over entries), the states and entries, wall time, and the commands, commit
 and machine.
 
-    python bench/efficacy.py --out outputs/efficacy            # base, FullHistory, Act rows
+    python bench/efficacy.py --out outputs/efficacy --dev-limit 10 --max-steps-per-turn 2 --batch 1
+    python bench/efficacy.py --out outputs/efficacy-calls --calls-only --sft-steps 20 --dev-limit 10 \
+        --max-steps-per-turn 2 --batch 1 --result bench/results/efficacy-calls.json
 """
 
 import argparse
@@ -53,6 +56,8 @@ def main() -> None:
     parser.add_argument("--categories", default="base")
     parser.add_argument("--program", default="fullhistory", choices=("fullhistory", "progress"))
     parser.add_argument("--modules", default="act", help="modules whose reference rows train")
+    parser.add_argument("--calls-only", action="store_true",
+                        help="train only on Act rows that make calls (leave the reply rows out)")
     parser.add_argument("--train-limit", type=int, default=40, help="train entries per category")
     parser.add_argument("--sft-steps", type=int, default=60)
     parser.add_argument("--grad-accum", type=int, default=2, help="rows per SFT optimizer step")
@@ -61,7 +66,8 @@ def main() -> None:
     parser.add_argument("--max-steps-per-turn", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--result", type=Path, default=REPO / "bench/results/efficacy.json")
+    parser.add_argument("--result", type=Path, default=REPO / "bench/results/efficacy.json",
+                        help="results file (a run with other settings writes its own, e.g. efficacy-calls.json)")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -73,6 +79,15 @@ def main() -> None:
                         "--limit", str(args.train_limit), "--program", args.program, "--modules", args.modules]
     if not data.exists():
         wall["data"] = run(commands["data"], log)
+    if args.calls_only:  # Act rows whose completion makes calls: the reply rows ("[]", then "Done") left out
+        from datasets import Dataset
+
+        calls = out / "data-calls.parquet"
+        rows = Dataset.from_parquet(str(data)).filter(
+            lambda row: not row["completion"][0]["content"].startswith("[[ ## calls ## ]]\n[]"))
+        rows.to_parquet(str(calls))
+        print(f"{len(rows)} rows that make calls -> {calls}")
+        data = calls
 
     adapter = out / "sft" / "adapter"
     results = {}
@@ -104,8 +119,8 @@ def main() -> None:
         "what": "replayed-turn accuracy (each dev (entry, turn) state played alone, earlier turns replayed from the "
                 "ground truth; official BFCL checker), 95% interval by bootstrap over entries",
         "program": args.program, "categories": args.categories, "train_entries_per_category": args.train_limit,
-        "sft_steps": args.sft_steps, "grad_accum": args.grad_accum, "learning_rate": args.learning_rate,
-        "modules": args.modules,
+        "calls_only": args.calls_only, "sft_steps": args.sft_steps, "grad_accum": args.grad_accum,
+        "learning_rate": args.learning_rate, "modules": args.modules,
         "variants": {name: {category: {key: figures[key] for key in keep} for category, figures in table.items()}
                      for name, table in results.items()},
         "gain": {category: results["sft"][category]["accuracy"] - results["base"][category]["accuracy"]
