@@ -83,10 +83,11 @@ def main() -> None:
         from datasets import Dataset
 
         calls = out / "data-calls.parquet"
-        rows = Dataset.from_parquet(str(data)).filter(
-            lambda row: not row["completion"][0]["content"].startswith("[[ ## calls ## ]]\n[]"))
-        rows.to_parquet(str(calls))
-        print(f"{len(rows)} rows that make calls -> {calls}")
+        if not calls.exists():
+            rows = Dataset.from_parquet(str(data)).filter(
+                lambda row: not row["completion"][0]["content"].startswith("[[ ## calls ## ]]\n[]"))
+            rows.to_parquet(str(calls))
+            print(f"{len(rows)} rows that make calls -> {calls}")
         data = calls
 
     adapter = out / "sft" / "adapter"

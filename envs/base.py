@@ -7,9 +7,12 @@ in the official checks.
 """
 
 import decimal
+import importlib.metadata
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from parlmt.envs.calls import MAX_CHARS, Call, CallError, bind_call, parse_calls
@@ -22,6 +25,20 @@ EMPTY_TURN = "multi_turn:empty_turn_model_response"
 STATE_MISMATCH = "multi_turn:instance_state_mismatch"
 RESPONSE_MISMATCH = "multi_turn:execution_response_mismatch"
 FORCE_TERMINATED = "multi_turn:force_terminated"
+
+
+def cache_root() -> Path:
+    """Where environments keep what they write: ``$PARLMT_CACHE`` (default ``~/.cache/parlmt``)."""
+    return Path(os.environ.get("PARLMT_CACHE") or Path.home() / ".cache" / "parlmt")
+
+
+def require_version(package: str, expected: str, variable: str, install: str) -> None:
+    """Refuse ``package`` at another version than the pinned ``expected`` (its data, splits and scoring
+    are what our figures were measured on); ``variable`` names the override, ``install`` the fix."""
+    installed = importlib.metadata.version(package)
+    if installed != expected:
+        raise RuntimeError(f"{package} {installed} is installed but parlmt expects {expected} (data, splits and "
+                           f"scoring are pinned): {install}, or set {variable} to accept another version")
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,13 +290,10 @@ class ToolEnv:
         unknown or hidden functions, bad arguments and backend exceptions give one per call. The
         step that passes ``max_steps_per_turn`` still runs, then ends the episode (BFCL's force-quit).
         """
-        if self.done:
-            raise RuntimeError("the episode is over; call reset()")
-        if isinstance(calls, str):
-            try:
-                calls = parse_calls(calls, max_chars=self.max_call_chars)
-            except CallError as e:
-                return self._record([CallResult(truncate(calls, 200), f"Error: {e}", "parse")])
+        try:
+            calls = self._calls(calls)
+        except CallError as e:
+            return self._record([CallResult(truncate(calls, 200), f"Error: {e}", "parse")])
         if not calls:
             return []
         self._steps_in_turn += 1
@@ -289,6 +303,12 @@ class ToolEnv:
             self._executed[self._turn].append(executed)
         self._terminated = self._steps_in_turn > self.max_steps_per_turn  # force-quit, as BFCL (see __init__)
         return self._record(results)
+
+    def _calls(self, calls: Sequence[Call] | str) -> Sequence[Call]:
+        """The calls to execute now: raw model text is parsed (``CallError`` says why it cannot be)."""
+        if self.done:
+            raise RuntimeError("the episode is over; call reset()")
+        return parse_calls(calls, max_chars=self.max_call_chars) if isinstance(calls, str) else calls
 
     def reply(self, text: str) -> None:
         """The agent's message to the user that ends this turn. Scripted turns ignore it; an environment

@@ -28,7 +28,6 @@ import copy
 import decimal
 import functools
 import importlib
-import importlib.metadata
 import json
 import os
 import threading
@@ -37,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from parlmt.envs.base import FORCE_TERMINATED, EpisodeScore, Task, ToolEnv
+from parlmt.envs.base import FORCE_TERMINATED, EpisodeScore, Task, ToolEnv, cache_root, require_version
 from parlmt.envs.splits import split_of
 
 BFCL_VERSION = os.environ.get("PARLMT_BFCL_VERSION", "2026.3.23")
@@ -57,20 +56,14 @@ def bfcl_project_root() -> Path:
     ``$BFCL_PROJECT_ROOT``, else ``$PARLMT_CACHE/bfcl`` (default ``~/.cache/parlmt/bfcl``)."""
     if os.environ.get("BFCL_PROJECT_ROOT"):
         return Path(os.environ["BFCL_PROJECT_ROOT"])
-    cache = os.environ.get("PARLMT_CACHE") or Path.home() / ".cache" / "parlmt"
-    return Path(cache) / "bfcl"
+    return cache_root() / "bfcl"
 
 
 @functools.cache
 def _bfcl() -> SimpleNamespace:
     """bfcl-eval's modules, imported once after checking the pinned version."""
-    installed = importlib.metadata.version("bfcl-eval")
-    if installed != BFCL_VERSION:
-        raise RuntimeError(
-            f"bfcl-eval {installed} is installed but parlmt expects {BFCL_VERSION} (data, splits and "
-            f"checker are pinned): pip install --no-deps bfcl-eval=={BFCL_VERSION}, or set "
-            "PARLMT_BFCL_VERSION to accept another version"
-        )
+    require_version("bfcl-eval", BFCL_VERSION, "PARLMT_BFCL_VERSION",
+                    f"pip install --no-deps bfcl-eval=={BFCL_VERSION}")
     os.environ["BFCL_PROJECT_ROOT"] = str(bfcl_project_root())  # read at import: set it first
     from bfcl_eval import utils
     from bfcl_eval.constants import default_prompts, executable_backend_config

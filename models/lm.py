@@ -233,6 +233,8 @@ class TransformersLM(dspy.BaseLM):
             log.warning("a prompt of %d tokens plus %d new ones exceeds the model's context (%d): the continuation "
                         "runs on positions it was not trained on", max(map(len, prompts)), max_tokens, context)
         with self._lock, torch.no_grad():
+            if self._prefix_cache:
+                self.prefixes.check(model)
             if self._prefix_cache and len(prompts) > 1:
                 self._prefill_alone(prompts, options)
             out, width = self._generate(prompts, options)
@@ -288,7 +290,7 @@ class TransformersLM(dspy.BaseLM):
         Prefilled alone first, every row of the pass is short; and the G rollouts of one state compute
         their common prompt once (the first row's pass caches it for the others)."""
         for prompt in prompts:
-            if len(prompt) - self.prefixes.cached_length(self.hf_model, prompt) > PREFILL_ALONE:
+            if len(prompt) - self.prefixes.cached_length(prompt) > PREFILL_ALONE:
                 # One greedy token (no random draw, so sampling stays as without the cache): the pass is a
                 # prefill, and it caches the prompt it was given.
                 self._generate([prompt], options | {"max_new_tokens": 1, "do_sample": False, "temperature": None,
@@ -375,26 +377,27 @@ class PrefixCache:
     with one of them computes only the rest.
 
     An entry is one prompt's states, per layer ``(keys, values)`` of shape ``[heads, tokens, head_dim]``.
-    Every lookup and store first compares the weights' fingerprint (``weights_fingerprint``) with the
-    entries' and drops them all when it changed. At most ``max_entries`` prompts and ``max_tokens``
-    tokens are kept (the least recently used go first; the student's states take 12 KB a token in
-    bfloat16, 24 KB in float32). Only models whose ``generate`` returns a plain ``DynamicCache`` of
-    full-attention layers are cached; others always take the plain path. Callers hold the LM's lock.
+    ``check`` compares the weights' fingerprint (``weights_fingerprint``) with the entries' and drops
+    them all when it changed; callers hold the LM's lock and call it once per ``generate_ids`` before
+    any lookup, and ``store`` compares again (the weights may change while generating). At most
+    ``max_entries`` prompts and ``max_tokens`` tokens are kept (the least recently used go first; the
+    student's states take 12 KB a token in bfloat16, 24 KB in float32). Only models whose ``generate``
+    returns a plain ``DynamicCache`` of full-attention layers are cached; others take the plain path.
     """
 
     def __init__(self, max_entries: int = 8, max_tokens: int = 16384):
         self.max_entries, self.max_tokens = max_entries, max_tokens
         self.entries: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
         self.fingerprint: tuple | None = None
+        self.positions_from_mask = False  # of the model checked last: whether padding can sit inside a row
         self.prompt_tokens = self.reused_tokens = 0  # totals over all lookups, for measuring
 
     def clear(self) -> None:
         self.entries.clear()
         self.fingerprint = None
 
-    def cached_length(self, model, prompt: list[int]) -> int:
+    def cached_length(self, prompt: list[int]) -> int:
         """How many leading tokens of ``prompt`` have cached states."""
-        self._check(model)
         return max((_shared(prompt, key) for key in self.entries), default=0)
 
     def lookup(self, model, prompts: list[list[int]]) -> tuple[list[int], "DynamicCache | None"]:
@@ -403,9 +406,8 @@ class PrefixCache:
         The last token of a prompt is always computed: its logits give the first new token."""
         from transformers import DynamicCache
 
-        self._check(model)
         # With use_cache off (as under gradient checkpointing) generate recomputes every step and returns no cache.
-        if model.generation_config.use_cache is False or not _positions_from_mask(model):
+        if model.generation_config.use_cache is False or not self.positions_from_mask:
             return [0] * len(prompts), None
         best = [max(((_shared(prompt, key), key) for key in self.entries), default=(0, None)) for prompt in prompts]
         reused = [max(0, min(n, len(prompt) - 1)) for (n, _), prompt in zip(best, prompts, strict=True)]
@@ -451,11 +453,13 @@ class PrefixCache:
         while len(self.entries) > self.max_entries or sum(map(len, self.entries)) > self.max_tokens:
             self.entries.popitem(last=False)
 
-    def _check(self, model) -> None:
+    def check(self, model) -> None:
+        """Drop every entry when ``model``'s weights are not those the entries were computed with."""
         fingerprint = weights_fingerprint(model)
         if fingerprint != self.fingerprint:
             self.entries.clear()
             self.fingerprint = fingerprint
+            self.positions_from_mask = _positions_from_mask(model)
 
 
 def weights_fingerprint(model) -> tuple:

@@ -160,11 +160,7 @@ class Episode:
             step.observations = [f"Error: {error}"]
         else:
             if calls:
-                self.env.step(calls)
-                results = self.env.trajectory[-1].results
-                step.calls = [r.call for r in results]
-                step.observations = [r.observation for r in results]
-                step.errors = [r.error for r in results]
+                self._execute(step, calls)
             else:
                 step.reply = str(prediction.reply) if prediction is not None else ""
                 self.env.reply(step.reply)
@@ -203,17 +199,22 @@ class Episode:
         trajectory.wall_s = time.perf_counter() - self._started
         return dspy.Prediction(trajectory=trajectory, passed=trajectory.passed)
 
+    def _execute(self, step: ActStep, calls: list) -> None:
+        """Run ``calls`` in the environment and record each one's canonical text, observation and error."""
+        self.env.step(calls)
+        results = self.env.trajectory[-1].results
+        step.calls = [r.call for r in results]
+        step.observations = [r.observation for r in results]
+        step.errors = [r.error for r in results]
+
     def _replay_turn(self) -> None:
         """Play this turn from the ground truth, as a model that gets it right would: every call in
         one step, then the reply. The transcript shows it like any played turn; it is not scored."""
         truth = self.env.ground_truth()
         if truth:
-            self.env.step(truth)
-            results = self.env.trajectory[-1].results
-            self.trajectory.steps.append(ActStep(self.turn, 0, f"[{', '.join(r.call for r in results)}]",
-                                                 calls=[r.call for r in results],
-                                                 observations=[r.observation for r in results],
-                                                 errors=[r.error for r in results]))
+            step = ActStep(self.turn, 0, f"[{', '.join(call.canonical() for call in truth)}]")
+            self._execute(step, truth)
+            self.trajectory.steps.append(step)
         reply = DONE_REPLY if truth else CANNOT_REPLY
         self.env.reply(reply)
         self.trajectory.steps.append(ActStep(self.turn, 1 if truth else 0, "[]", reply=reply))
