@@ -7,7 +7,7 @@ checkpoint):
 1. ``parlmt train data``: reference Act rows (ground-truth calls, then the reply) from the train split;
 2. ``parlmt eval --replayed-turns`` of the base student on dev states (every (entry, turn) of the
    first ``--dev-limit`` dev entries, earlier turns replayed);
-3. ``parlmt train sft``: the SFT warm-up (LoRA) on the rows (``--calls-only``: the rows that make calls);
+3. ``parlmt train sft``: the SFT warm-up (LoRA) on the rows (``--replies``: the share of reply rows kept);
 4. the same evaluation with the SFT adapter.
 
 Writes ``bench/results/efficacy.json``: per variant and category the replayed-turn accuracy, its
@@ -15,7 +15,7 @@ Writes ``bench/results/efficacy.json``: per variant and category the replayed-tu
 and machine.
 
     python bench/efficacy.py --out outputs/efficacy --dev-limit 10 --max-steps-per-turn 2 --batch 1
-    python bench/efficacy.py --out outputs/efficacy-calls --calls-only --sft-steps 20 --dev-limit 10 \
+    python bench/efficacy.py --out outputs/efficacy-calls --replies 0 --sft-steps 20 --dev-limit 10 \
         --max-steps-per-turn 2 --batch 1 --result bench/results/efficacy-calls.json
 """
 
@@ -56,8 +56,10 @@ def main() -> None:
     parser.add_argument("--categories", default="base")
     parser.add_argument("--program", default="fullhistory", choices=("fullhistory", "progress"))
     parser.add_argument("--modules", default="act", help="modules whose reference rows train")
-    parser.add_argument("--calls-only", action="store_true",
-                        help="train only on Act rows that make calls (leave the reply rows out)")
+    parser.add_argument("--replies", type=float, default=1.0,
+                        help="share of Act reply rows kept in the data (0: only the rows that make calls)")
+    parser.add_argument("--tool-docs", choices=("full", "brief"), default="full",
+                        help="tool docs in data and evaluation prompts")
     parser.add_argument("--train-limit", type=int, default=40, help="train entries per category")
     parser.add_argument("--sft-steps", type=int, default=60)
     parser.add_argument("--grad-accum", type=int, default=2, help="rows per SFT optimizer step")
@@ -76,19 +78,10 @@ def main() -> None:
 
     data = out / "data.parquet"
     commands["data"] = ["train", "data", "--out", str(data), "--categories", args.categories, "--split", "train",
-                        "--limit", str(args.train_limit), "--program", args.program, "--modules", args.modules]
+                        "--limit", str(args.train_limit), "--program", args.program, "--modules", args.modules,
+                        "--replies", str(args.replies), "--tool-docs", args.tool_docs]
     if not data.exists():
         wall["data"] = run(commands["data"], log)
-    if args.calls_only:  # Act rows whose completion makes calls: the reply rows ("[]", then "Done") left out
-        from datasets import Dataset
-
-        calls = out / "data-calls.parquet"
-        if not calls.exists():
-            rows = Dataset.from_parquet(str(data)).filter(
-                lambda row: not row["completion"][0]["content"].startswith("[[ ## calls ## ]]\n[]"))
-            rows.to_parquet(str(calls))
-            print(f"{len(rows)} rows that make calls -> {calls}")
-        data = calls
 
     adapter = out / "sft" / "adapter"
     results = {}
@@ -97,7 +90,8 @@ def main() -> None:
         target = out / f"eval-{name}.jsonl"
         commands[f"eval_{name}"] = ["eval", "--program", args.program, "--categories", args.categories, "--split",
                                     "dev", "--limit", str(args.dev_limit), "--replayed-turns", "--max-steps",
-                                    str(args.max_steps_per_turn), "--max-tokens", str(args.max_tokens), "--batch",
+                                    str(args.max_steps_per_turn), "--tool-docs", args.tool_docs,
+                                    "--max-tokens", str(args.max_tokens), "--batch",
                                     str(args.batch), "--out", str(target), "--mlruns", str(out / "mlruns"),
                                     "--experiment", "efficacy", "--no-progress", *extra]
         summary = target.with_suffix(".summary.json")
@@ -120,8 +114,8 @@ def main() -> None:
         "what": "replayed-turn accuracy (each dev (entry, turn) state played alone, earlier turns replayed from the "
                 "ground truth; official BFCL checker), 95% interval by bootstrap over entries",
         "program": args.program, "categories": args.categories, "train_entries_per_category": args.train_limit,
-        "calls_only": args.calls_only, "sft_steps": args.sft_steps, "grad_accum": args.grad_accum,
-        "learning_rate": args.learning_rate, "modules": args.modules,
+        "replies": args.replies, "tool_docs": args.tool_docs, "sft_steps": args.sft_steps,
+        "grad_accum": args.grad_accum, "learning_rate": args.learning_rate, "modules": args.modules,
         "variants": {name: {category: {key: figures[key] for key in keep} for category, figures in table.items()}
                      for name, table in results.items()},
         "gain": {category: results["sft"][category]["accuracy"] - results["base"][category]["accuracy"]

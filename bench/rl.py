@@ -1,9 +1,12 @@
 """PAG-RL speed: seconds per step and per generated token of the PAG-RL loop against plain TRL GRPO on the
-same model and prompts, peak RSS of each, and tokens per sample of ProgressAware vs FullHistory rollouts.
+same model and prompts, the same loop with its prefix KV cache off (the old path), peak RSS of each, and
+tokens per sample of ProgressAware vs FullHistory rollouts.
 
-Each measurement runs in its own process (peak RSS is per process). Writes bench/results/rl.json.
+Each measurement runs in its own process (peak RSS is per process). Writes bench/results/rl.json, and
+``rl_step_ratio`` (PAG-RL s/step, prefix cache on / off) and ``vs_plain_trl`` (PAG-RL / plain TRL GRPO,
+s per generated token) into bench/results/loop.json.
 
-    python bench/rl.py                       # embedded student, bf16, CPU
+    python bench/rl.py                       # embedded student, the CPU's default dtype
     python bench/rl.py --model /path/to/hf --steps 3
 """
 
@@ -23,6 +26,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 RESULTS = Path(__file__).parent / "results" / "rl.json"
+LOOP_RESULTS = Path(__file__).parent / "results" / "loop.json"
 TASKS = "py:todo:0,py:todo:1"  # train-split tasks with short prompts (~600 tokens): a CPU bench in minutes
 
 
@@ -58,11 +62,12 @@ class StepClock:
         self.callback = Callback()
 
 
-def run_pag(args) -> dict:
+def run_pag(args, prefix_cache: bool = True) -> dict:
     from parlmt.rl.grpo import build_trainer
 
     with tempfile.TemporaryDirectory() as folder:
         trainer = build_trainer(pag_config(args, folder))
+        trainer.policy_lm.prefix_cache = prefix_cache
         clock = StepClock()
         trainer.add_callback(clock.callback)
         trainer.train()
@@ -137,26 +142,33 @@ def run_tokens(args) -> dict:
     return figures
 
 
+PARTS = {"pag": run_pag, "pag_nocache": lambda args: run_pag(args, prefix_cache=False), "plain": run_plain,
+         "tokens": run_tokens}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded:student")
-    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--dtype", default="auto", help="auto: bfloat16 where the CPU computes it natively, else "
+                                                        "float32")
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per trainer (the first is warm-up)")
     parser.add_argument("--g", type=int, default=2, help="rollouts (generations) per state/prompt")
     parser.add_argument("--tokens", type=int, default=16, help="max new tokens per module call / completion")
     parser.add_argument("--prompts-per-step", type=int, default=2,
                         help="plain GRPO prompts per step (PAG: Plan + Act per rollout at turn 0 = 2)")
-    parser.add_argument("--parts", default="pag,plain,tokens",
+    parser.add_argument("--parts", default="pag,pag_nocache,plain,tokens",
                         help="parts to (re)measure; the others are taken from the existing results file")
-    parser.add_argument("--part", choices=("pag", "plain", "tokens"), help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from parlmt.models.loading import resolve_dtype
+
+    args.dtype = resolve_dtype(args.dtype)
     if args.part:
-        result = {"pag": run_pag, "plain": run_plain, "tokens": run_tokens}[args.part](args)
-        print(json.dumps(result))
+        print(json.dumps(PARTS[args.part](args)))
         return 0
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    parts = {"pag": previous.get("pag", {}).get("raw"), "plain": previous.get("plain", {}).get("raw"),
-             "tokens": previous.get("tokens_per_sample")}
+    parts = {name: previous.get(name, {}).get("raw") for name in ("pag", "pag_nocache", "plain")}
+    parts["tokens"] = previous.get("tokens_per_sample")
     for part in args.parts.split(","):
         argv = [sys.executable, __file__, "--part", part, "--model", args.model, "--dtype", args.dtype,
                 "--steps", str(args.steps), "--g", str(args.g), "--tokens", str(args.tokens),
@@ -166,7 +178,7 @@ def main() -> int:
         parts[part] = json.loads(out.strip().splitlines()[-1])
         print(f"{part}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     summary = {}
-    for name in ("pag", "plain"):
+    for name in ("pag", "pag_nocache", "plain"):
         measured = parts[name]
         steps = measured["step_s"][1:]  # the first step pays one-off costs
         tokens = measured["generated_tokens"][1:]
@@ -177,11 +189,17 @@ def main() -> int:
                          "raw": measured}
     summary["overhead_per_token"] = (summary["pag"]["s_per_generated_token"]
                                      / summary["plain"]["s_per_generated_token"] - 1)
+    summary["rl_step_ratio"] = summary["pag"]["s_per_step"] / summary["pag_nocache"]["s_per_step"]
+    summary["vs_plain_trl"] = summary["pag"]["s_per_generated_token"] / summary["plain"]["s_per_generated_token"]
     summary["tokens_per_sample"] = parts["tokens"]
     summary["setup"] = {"model": args.model, "dtype": args.dtype, "steps": args.steps, "g": args.g,
                         "max_new_tokens": args.tokens, "tasks": TASKS, "cpu_count": os.cpu_count()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    loop = json.loads(LOOP_RESULTS.read_text()) if LOOP_RESULTS.exists() else {}
+    loop.update({key: round(summary[key], 3) for key in ("rl_step_ratio", "vs_plain_trl")},
+                rl_command="python bench/rl.py " + " ".join(sys.argv[1:]), rl_setup=summary["setup"])
+    LOOP_RESULTS.write_text(json.dumps(loop, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "tokens_per_sample"}, indent=2, default=str))
     return 0
 

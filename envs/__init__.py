@@ -43,7 +43,7 @@ from parlmt.envs.python_tools import PythonToolsEnv, TaskFileError, load_task_fi
 from parlmt.envs.registry import load_task, load_tasks, make_env, sources
 from parlmt.envs.splits import SPLITS, split_indices, split_of
 from parlmt.envs.tau2 import Tau2Env, load_tau2
-from parlmt.envs.tooldocs import render_tool_docs
+from parlmt.envs.tooldocs import TOOL_DOCS, render_tool_docs
 
 __all__ = [
     "CATEGORIES",
@@ -70,6 +70,7 @@ __all__ = [
     "make_tasks",
     "parse_calls",
     "render_tool_docs",
+    "TOOL_DOCS",
     "sources",
     "split_indices",
     "split_of",

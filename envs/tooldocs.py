@@ -12,6 +12,9 @@ prints each blurb once above its functions and the shared note once at the top::
     ## This tool belongs to the Gorilla file system. It is a simple file system ...
     ls(a: bool = False) -- List the contents of the current directory.
       a: Show hidden files and directories. Default to False.
+
+``brief=True`` keeps only each function's signature and the first sentence of its own text (and of
+each blurb): about half the tokens, for students whose prompt length is the cost that matters.
 """
 
 import os
@@ -33,9 +36,14 @@ _TYPE_NAMES = {
 }
 
 
-def render_tool_docs(schemas: Sequence[dict]) -> str:
+TOOL_DOCS = ("full", "brief")  # the styles render_tool_docs writes (an agent's ``tool_docs`` option)
+
+
+def render_tool_docs(schemas: Sequence[dict], brief: bool = False) -> str:
     """Prompt text for tool schemas (BFCL/OpenAI-style dicts with name, description, parameters)."""
     split = [_split_description(s.get("description", "")) for s in schemas]
+    if brief:
+        split = [(_first_sentence(blurb), _first_sentence(own)) for blurb, own in split]
     note = _shared_note([own for _, own in split])
     lines = [note] if note else []
     lines.append("Optional parameters show their default.")
@@ -46,7 +54,7 @@ def render_tool_docs(schemas: Sequence[dict]) -> str:
             blurb_shown = blurb
         if note and own.endswith(note):
             own = own[: -len(note)].rstrip()
-        lines += _function_lines(schema, own)
+        lines += _function_lines(schema, own)[:1] if brief else _function_lines(schema, own)
     return "\n".join(lines)
 
 
@@ -115,6 +123,10 @@ def _shared_note(descriptions: list[str]) -> str:
     if not (at_word_start and pieces[0][:1].isupper()):
         pieces = pieces[1:]  # the first piece is the tail of sentences that differ
     return " ".join(pieces)
+
+
+def _first_sentence(text: str) -> str:
+    return _SENTENCE_BREAK.split(text, maxsplit=1)[0]
 
 
 def _clean(text: str) -> str:

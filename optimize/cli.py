@@ -5,6 +5,7 @@ import dataclasses
 import json
 import sys
 
+from parlmt.envs.tooldocs import TOOL_DOCS
 from parlmt.optimize.config import OPTIMIZERS, PAGConfig
 
 
@@ -21,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="prompt optimizer run on the train split first")
     parser.add_argument("--program", default=defaults.program, help="progress, or a saved program .json")
     parser.add_argument("--refresh", choices=("turn", "step"), default=defaults.refresh)
+    parser.add_argument("--tool-docs", choices=TOOL_DOCS, default=defaults.tool_docs,
+                        help="full (every parameter described) or brief (signatures, one line each) tool docs")
     parser.add_argument("--no-guidance", dest="guidance", action="store_false",
                         help="LM teachers plan without seeing the turn's ground-truth calls")
     parser.add_argument("--categories", default=",".join(defaults.categories),

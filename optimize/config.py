@@ -2,6 +2,8 @@
 
 from dataclasses import asdict, dataclass, field
 
+from parlmt.envs.tooldocs import TOOL_DOCS
+
 OPTIMIZERS = ("none", "bootstrap", "mipro", "gepa")
 
 
@@ -36,6 +38,8 @@ class PAGConfig:
     """The teacher program: ``progress`` or a saved program (.json) to start from."""
     refresh: str = "turn"
     """Awareness refresh of the ProgressAwareAgent: once per ``turn`` (and after errors) or every ``step``."""
+    tool_docs: str = "full"
+    """Tool docs in the prompts: ``full`` (every parameter described) or ``brief`` (signatures, one line each)."""
     categories: list[str] = field(default_factory=lambda: ["base"])
     """BFCL categories to bootstrap from: base, miss_func, miss_param, long_context."""
     split: str = "train"
@@ -78,6 +82,8 @@ class PAGConfig:
             raise ValueError("retries and threads must be at least 1")
         if self.refresh not in ("turn", "step"):
             raise ValueError(f"refresh must be 'turn' or 'step', got {self.refresh!r}")
+        if self.tool_docs not in TOOL_DOCS:
+            raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {self.tool_docs!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -140,7 +140,8 @@ def teacher_program(config: PAGConfig, program: dspy.Module | None, env) -> dspy
     """The program that plays one task: the ground-truth oracle (one call per Act step), or a copy of
     the (optimized) LM teacher program, with ground-truth guidance on its Plan module when configured."""
     if config.teacher == "reference":
-        return oracle_program("progress", env, config.max_steps, calls_per_step=1, refresh=config.refresh)
+        return oracle_program("progress", env, calls_per_step=1, max_steps=config.max_steps, refresh=config.refresh,
+                              tool_docs=config.tool_docs)
     program = program.deepcopy()
     if config.guidance and hasattr(program, "plan"):
         program.plan = GuidedPlan(env, program.plan)

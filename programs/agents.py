@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dspy
 
-from parlmt.envs import Task, ToolEnv
+from parlmt.envs import TOOL_DOCS, Task, ToolEnv
 from parlmt.programs.episode import NOTHING_YET, Episode
 from parlmt.signatures import Act, Plan, Summarize
 
@@ -37,16 +37,23 @@ class _Agent(dspy.Module):
 
     program_name = ""
 
-    def __init__(self, max_steps: int):
+    def __init__(self, max_steps: int, tool_docs: str):
         super().__init__()
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        if tool_docs not in TOOL_DOCS:
+            raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {tool_docs!r}")
         self.max_steps = max_steps
+        self.tool_docs = tool_docs
 
     def config(self) -> dict:
         """Constructor settings, and the kind of each predictor, as saved with the state."""
         kinds = {name: type(getattr(self, name)).__name__ for name in SIGNATURES if hasattr(self, name)}
-        return {"program": self.program_name, "max_steps": self.max_steps, "modules": kinds}
+        return {"program": self.program_name, "max_steps": self.max_steps, "tool_docs": self.tool_docs,
+                "modules": kinds}
+
+    def episode(self, task: Task | str | ToolEnv) -> Episode:
+        return Episode(task, self.program_name, self.max_steps, self.tool_docs)
 
     def dump_state(self, json_mode: bool = True) -> dict:
         return {**super().dump_state(json_mode=json_mode), CONFIG_KEY: self.config()}
@@ -60,6 +67,8 @@ class ProgressAwareAgent(_Agent):
             them ends the episode unless it is the reply.
         refresh: ``"turn"`` summarizes and plans once per turn (and re-plans after a failed step);
             ``"step"`` refreshes both before every step.
+        tool_docs: ``"full"`` tool docs (every parameter described) or ``"brief"`` (signatures and one
+            line each; about half the prompt tokens).
         summarize, plan, act: modules to use instead of ``dspy.Predict`` of each signature.
     """
 
@@ -69,11 +78,12 @@ class ProgressAwareAgent(_Agent):
         self,
         max_steps: int = BFCL_MAX_STEPS,
         refresh: str = "turn",
+        tool_docs: str = "full",
         summarize: dspy.Module | None = None,
         plan: dspy.Module | None = None,
         act: dspy.Module | None = None,
     ):
-        super().__init__(max_steps)
+        super().__init__(max_steps, tool_docs)
         if refresh not in ("turn", "step"):
             raise ValueError(f"refresh must be 'turn' or 'step', got {refresh!r}")
         self.refresh = refresh
@@ -85,7 +95,7 @@ class ProgressAwareAgent(_Agent):
         return {**super().config(), "refresh": self.refresh}
 
     def forward(self, task: Task | str | ToolEnv) -> dspy.Prediction:
-        episode = Episode(task, self.program_name, self.max_steps)
+        episode = self.episode(task)
         while episode.request is not None:
             summary = self.summarize_progress(episode)
             plan = self.plan_steps(episode, summary)
@@ -116,17 +126,18 @@ class FullHistoryAgent(_Agent):
     Args:
         max_steps: Act steps a turn may take before the agent must reply (BFCL: 20); the step after
             them ends the episode unless it is the reply.
+        tool_docs: ``"full"`` or ``"brief"`` tool docs (see ``ProgressAwareAgent``).
         act: a module to use instead of ``dspy.Predict(Act)``.
     """
 
     program_name = "fullhistory"
 
-    def __init__(self, max_steps: int = BFCL_MAX_STEPS, act: dspy.Module | None = None):
-        super().__init__(max_steps)
+    def __init__(self, max_steps: int = BFCL_MAX_STEPS, tool_docs: str = "full", act: dspy.Module | None = None):
+        super().__init__(max_steps, tool_docs)
         self.act = act or dspy.Predict(Act)
 
     def forward(self, task: Task | str | ToolEnv) -> dspy.Prediction:
-        episode = Episode(task, self.program_name, self.max_steps)
+        episode = self.episode(task)
         while episode.request is not None:
             step = episode.act(self.act, summary=episode.transcript(), plan=NO_PLAN)
             while step.reply is None and episode.step <= self.max_steps:  # see BFCL_MAX_STEPS
@@ -138,11 +149,16 @@ class FullHistoryAgent(_Agent):
 PROGRAMS = {"progress": ProgressAwareAgent, "fullhistory": FullHistoryAgent}
 
 
-def build_program(name: str, **options) -> _Agent:
-    """A fresh agent by name (``progress`` or ``fullhistory``)."""
+def build_program(name: str, max_steps: int = BFCL_MAX_STEPS, refresh: str = "turn", tool_docs: str = "full",
+                  **modules: dspy.Module) -> _Agent:
+    """A fresh agent by name (``progress`` or ``fullhistory``); ``refresh`` applies to ``progress`` only."""
     if name not in PROGRAMS:
         raise ValueError(f"unknown program {name!r}; choose from {', '.join(PROGRAMS)} or a saved .json")
-    return PROGRAMS[name](**options)
+    if name == "progress":
+        return ProgressAwareAgent(max_steps, refresh, tool_docs, **modules)
+    if refresh != "turn":
+        raise ValueError(f"refresh={refresh!r} is an option of the progress program; {name} has no summary or plan")
+    return PROGRAMS[name](max_steps, tool_docs, **modules)
 
 
 def load_program(path: str | Path) -> _Agent:

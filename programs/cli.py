@@ -6,14 +6,16 @@ import re
 import sys
 from pathlib import Path
 
+from parlmt.envs.tooldocs import TOOL_DOCS
+
 TABLE_COLUMNS = [("episodes", "n", "{:.0f}"), ("entries", "entries", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"),
                  ("accuracy_low", "95% low", "{:.3f}"), ("accuracy_high", "95% high", "{:.3f}"),
                  ("turn_accuracy", "turn acc", "{:.3f}"), ("steps_per_turn", "steps/turn", "{:.2f}"),
                  ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("format_validity", "format ok", "{:.3f}")]
 # Options that change an episode's result besides the program, LM, adapter and tasks, with their defaults:
 # those given another value name the run (so its own file), and all are recorded beside the file.
-RESULT_DEFAULTS = {"max_steps": 20, "refresh": "turn", "max_tokens": 256, "temperature": 0.0, "api_base": None,
-                   "replayed_turns": False}
+RESULT_DEFAULTS = {"max_steps": 20, "refresh": "turn", "tool_docs": "full", "max_tokens": 256, "temperature": 0.0,
+                   "api_base": None, "replayed_turns": False}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="Act steps per turn (BFCL: 20)")
     parser.add_argument("--refresh", choices=("turn", "step"), default=RESULT_DEFAULTS["refresh"],
                         help="progress program: summarize and plan every turn, or every step")
+    parser.add_argument("--tool-docs", choices=TOOL_DOCS, default=RESULT_DEFAULTS["tool_docs"],
+                        help="full (every parameter described) or brief (signatures, one line each) tool docs; "
+                             "use what the model was trained on")
     parser.add_argument("--max-tokens", type=int, default=RESULT_DEFAULTS["max_tokens"],
                         help="LM completion cap per module call")
     parser.add_argument("--temperature", type=float, default=RESULT_DEFAULTS["temperature"])
@@ -81,8 +86,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.program.endswith(".json"):
         program = load_program(args.program)
     else:
-        options = {"refresh": args.refresh} if args.program == "progress" else {}
-        program = build_program(args.program, max_steps=args.max_steps, **options)
+        program = build_program(args.program, max_steps=args.max_steps, refresh=args.refresh,
+                                tool_docs=args.tool_docs)
     if args.tasks:
         tasks = [load_task(task_id.strip()) for task_id in args.tasks.split(",")]
     else:

@@ -11,7 +11,7 @@ import time
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
-from parlmt.envs import CallError, Task, ToolEnv, make_env, render_tool_docs
+from parlmt.envs import TOOL_DOCS, CallError, Task, ToolEnv, make_env, render_tool_docs
 from parlmt.envs.base import FORCE_TERMINATED
 from parlmt.programs.parsing import extract_calls, salvage_calls
 from parlmt.programs.trajectory import ActStep, ModuleCall, Trajectory, TurnRecord, scalar_meta
@@ -36,7 +36,10 @@ class Episode:
     """Plays ``task`` (a ``Task``, a task id, or an environment already reset on a task) from its start
     turn: the turns before it are replayed from the ground truth first (``Task.from_turn``)."""
 
-    def __init__(self, task: Task | str | ToolEnv, program: str, max_steps: int):
+    def __init__(self, task: Task | str | ToolEnv, program: str, max_steps: int, tool_docs: str = "full"):
+        if tool_docs not in TOOL_DOCS:
+            raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {tool_docs!r}")
+        self.tool_docs = tool_docs
         self.env = task if isinstance(task, ToolEnv) else make_env(task, max_steps_per_turn=max_steps)
         if self.env.max_steps_per_turn < max_steps:  # the env would force-quit the model before the program does
             raise ValueError(
@@ -72,7 +75,7 @@ class Episode:
     def tools(self) -> str:
         """Compact docs of the tools visible at this turn (rendered once per turn)."""
         if self._tool_docs is None or self._tool_docs[0] != self.turn:
-            self._tool_docs = (self.turn, render_tool_docs(self.env.visible_tools()))
+            self._tool_docs = (self.turn, render_tool_docs(self.env.visible_tools(), brief=self.tool_docs == "brief"))
         return self._tool_docs[1]
 
     def transcript(self, current_turn: bool = False) -> str:

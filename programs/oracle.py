@@ -59,10 +59,9 @@ class Oracle(dspy.Module):
         return dspy.Prediction(**oracle_outputs(self.module, self.env, self.calls_per_step))
 
 
-def oracle_program(program: str, env: ToolEnv, max_steps: int = 20, calls_per_step: int | None = 1,
-                   refresh: str = "turn") -> dspy.Module:
-    """The agent named ``program`` (progress or fullhistory) with every module played by the oracle."""
-    options = {"refresh": refresh} if program == "progress" else {}
+def oracle_program(program: str, env: ToolEnv, calls_per_step: int | None = 1, **options) -> dspy.Module:
+    """The agent named ``program`` (progress or fullhistory) with every module played by the oracle;
+    ``options`` are ``build_program``'s (max_steps, refresh, tool_docs)."""
     modules = ("summarize", "plan", "act") if program == "progress" else ("act",)
     oracles = {module: Oracle(module, env, calls_per_step) for module in modules}
-    return build_program(program, max_steps=max_steps, **options, **oracles)
+    return build_program(program, **options, **oracles)

@@ -9,6 +9,7 @@ warm-up ("w/o PAG").
 import argparse
 from pathlib import Path
 
+from parlmt.envs.tooldocs import TOOL_DOCS
 from parlmt.options import add_options, given_options
 from parlmt.rl.config import PAGRLConfig, SFTWarmupConfig, StageConfig
 
@@ -24,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--limit", type=int, help="at most this many tasks per category")
     data.add_argument("--program", default="progress", choices=("progress", "fullhistory"))
     data.add_argument("--modules", help="only these modules' rows (comma-separated: summarize,plan,act)")
+    data.add_argument("--replies", type=float, default=1.0,
+                      help="share of Act reply rows kept (0: only the rows that make calls; see reference_rows)")
+    data.add_argument("--tool-docs", choices=TOOL_DOCS, default="full",
+                      help="full (every parameter described) or brief (signatures, one line each) tool docs")
     data.set_defaults(func=run_data)
 
     sft = stages.add_parser("sft", help="SFT warm-up on a PAG dataset (TRL SFTTrainer, LoRA)")
@@ -55,7 +60,8 @@ def run_data(args: argparse.Namespace) -> int:
     tasks = [task for category in args.categories.split(",")
              for task in load_tasks(category.strip(), split=args.split)[: args.limit]]
     modules = args.modules.split(",") if args.modules else None
-    rows = reference_rows(tasks, program=args.program, modules=modules)
+    rows = reference_rows(tasks, program=args.program, modules=modules, tool_docs=args.tool_docs,
+                          replies=args.replies)
     path = save_rows(rows, args.out)
     counts = {m: sum(r["module"] == m for r in rows) for m in sorted({r["module"] for r in rows})}
     print(f"{len(rows)} rows from {len(tasks)} tasks {counts} -> {path}")

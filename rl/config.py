@@ -16,6 +16,7 @@ Presets name tested starting points; fields given explicitly override them:
 import dataclasses
 from dataclasses import dataclass
 
+from parlmt.envs.tooldocs import TOOL_DOCS
 from parlmt.options import option
 
 
@@ -124,6 +125,8 @@ class PAGRLConfig(StageConfig):
                          "(Act on the raw transcript: the MT-GRPO baseline).", "progress")
     refresh: str = option("Awareness refresh of the progress program: turn (summarize and plan once a turn, re-plan "
                          "after a failed step) or step (before every Act step).", "turn")
+    tool_docs: str = option("Tool docs in the prompts: full (every parameter described) or brief (signatures, one "
+                           "line each); use the same as the SFT data and the evaluation.", "full")
     categories: str = option("Task sources, comma-separated: base, miss_func, miss_param, long_context, py:todo, ...",
                             "base")
     tasks: str | None = option("Train on these task ids only (comma-separated, e.g. bfcl:base:3,py:todo:1); dev "
@@ -172,6 +175,8 @@ class PAGRLConfig(StageConfig):
             raise ValueError(f"program must be progress or fullhistory, got {self.program!r}")
         if self.refresh not in ("turn", "step"):
             raise ValueError(f"refresh must be turn or step, got {self.refresh!r}")
+        if self.tool_docs not in TOOL_DOCS:
+            raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {self.tool_docs!r}")
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: advantages compare rollouts of the same state")
         if self.loss_type not in ("dapo", "dr_grpo"):

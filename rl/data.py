@@ -24,6 +24,7 @@ RL states
 message as ``prompt`` (what TRL's tables show; the rollout renders its own prompts).
 """
 
+import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,22 +33,40 @@ import dspy
 from parlmt.envs import Task, make_env
 from parlmt.programs.agents import SIGNATURES
 from parlmt.programs.oracle import oracle_program
-from parlmt.programs.trajectory import SFT_COLUMNS, sft_row
+from parlmt.programs.trajectory import SFT_COLUMNS, ModuleCall, sft_row
 
 
 def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: Iterable[str] | None = None,
-                   max_steps: int = 20) -> list[dict]:
-    """PAG rows of every module call when ``program`` plays each task from its ground truth."""
+                   max_steps: int = 20, tool_docs: str = "full", replies: float = 1.0) -> list[dict]:
+    """PAG rows of every module call when ``program`` plays each task from its ground truth.
+
+    ``replies`` is the share of Act reply rows kept (the step that ends a turn with no calls): a turn's
+    calls come in one step, so otherwise every other Act row is a reply, and a small student trained on
+    that mix learns to reply at once. Which turns keep theirs is fixed by a hash of (task, turn).
+    """
+    if not 0.0 <= replies <= 1.0:
+        raise ValueError(f"replies is a share of the reply rows, between 0 and 1; got {replies}")
     wanted = set(modules or SIGNATURES)
     rows = []
     for task in tasks:
         env = make_env(task, max_steps_per_turn=max_steps)
-        agent = oracle_program(program, env, max_steps, calls_per_step=None)
+        agent = oracle_program(program, env, calls_per_step=None, max_steps=max_steps, tool_docs=tool_docs)
         with dspy.context(adapter=dspy.ChatAdapter()):
             trajectory = agent(task=env).trajectory
         rows += [sft_row(call.module, call.inputs, call.outputs, task.id, call.turn, call.step)
-                 for call in trajectory.module_calls if call.module in wanted]
+                 for call in trajectory.module_calls if call.module in wanted
+                 and not (_is_reply(call) and _share(task.id, call.turn) >= replies)]
     return rows
+
+
+def _is_reply(call: ModuleCall) -> bool:
+    return call.module == "act" and call.outputs.get("calls") == "[]"
+
+
+def _share(task_id: str, turn: int) -> float:
+    """A fixed number in [0, 1) for (task, turn): the same rows are kept on every run and machine."""
+    digest = hashlib.sha256(f"{task_id}@{turn}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def save_rows(rows: list[dict], path: str | Path) -> Path:

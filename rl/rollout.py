@@ -31,7 +31,7 @@ class Rollout:
 
 
 def play(program: str, task: Task, start: int, lm, *, turns: int | None = 1, max_steps: int = 20,
-         refresh: str = "turn") -> Rollout:
+         refresh: str = "turn", tool_docs: str = "full") -> Rollout:
     """Play ``program`` with ``lm`` from turn ``start`` of ``task`` (earlier turns replayed from the
     ground truth) for ``turns`` turns (None: to the end).
 
@@ -41,7 +41,7 @@ def play(program: str, task: Task, start: int, lm, *, turns: int | None = 1, max
     if task.ground_truth is None:
         raise ValueError(f"task {task.id} has no ground truth: RL needs it for the earlier turns and the rewards")
     env = make_env(task.from_turn(start, turns), max_steps_per_turn=max_steps)
-    agent = build_program(program, max_steps=max_steps, **({"refresh": refresh} if program == "progress" else {}))
+    agent = build_program(program, max_steps=max_steps, refresh=refresh, tool_docs=tool_docs)
     lm.samples.clear()
     with dspy.context(lm=lm, adapter=dspy.ChatAdapter(use_json_adapter_fallback=False)):
         trajectory = agent(task=env).trajectory

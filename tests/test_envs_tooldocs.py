@@ -43,6 +43,20 @@ def test_compact_docs_are_under_a_third_of_the_official_json():
         assert len(render_tool_docs(task.tools)) < len(json.dumps(task.tools, indent=4)) / 3, task.id
 
 
+def test_brief_docs_are_one_signature_line_per_function_and_shorter(bfcl_tool_sets):
+    lengths = []
+    for schemas in bfcl_tool_sets:
+        full, brief = render_tool_docs(schemas), render_tool_docs(schemas, brief=True)
+        lengths.append((len(brief), len(full)))
+        def signatures(docs: str) -> list[str]:
+            return [line.partition(" -- ")[0] for line in docs.splitlines() if re.match(r"\w+\(", line)]
+
+        assert signatures(brief) == signatures(full) and len(signatures(full)) == len(schemas)
+        assert not any(line.startswith(" ") for line in brief.splitlines())
+        assert len(brief) <= len(full), [s["name"] for s in schemas]
+    assert sum(b for b, _ in lengths) < 0.6 * sum(f for _, f in lengths)
+
+
 def test_compact_docs_of_plain_schemas():
     schemas = [
         {

@@ -13,6 +13,7 @@ from parlmt.envs import CallError, load_task, parse_calls
 from parlmt.programs import (
     FullHistoryAgent,
     ProgressAwareAgent,
+    build_program,
     by_category,
     examples,
     extract_calls,
@@ -195,6 +196,25 @@ def test_full_history_agent_acts_on_the_raw_transcript_without_summary_or_plan()
     assert trajectory.turns[0].passed and not trajectory.turns[1].passed and trajectory.passed is False
 
 
+def test_brief_tool_docs_reach_every_module_that_reads_tools():
+    trajectory = play(ProgressAwareAgent(tool_docs="brief"), "bfcl:base:3", BASE3_PROGRESS)
+    assert trajectory.passed
+    tools = {c.inputs["tools"] for c in trajectory.module_calls if c.module != "summarize"}
+    assert len(tools) == 1
+    find = next(line for line in tools.pop().splitlines() if line.startswith("find("))
+    assert find == "find(path: str = '.', name: str = None) -- Find any file or directories under specific path " \
+                   "that contain name in its file name."
+
+
+def test_program_options_are_checked():
+    with pytest.raises(ValueError, match="tool_docs must be one of full, brief"):
+        ProgressAwareAgent(tool_docs="short")
+    with pytest.raises(ValueError, match="refresh='step' is an option of the progress program"):
+        build_program("fullhistory", refresh="step")
+    assert build_program("fullhistory", max_steps=3, tool_docs="brief").config() == {
+        "program": "fullhistory", "max_steps": 3, "tool_docs": "brief", "modules": {"act": "Predict"}}
+
+
 # --- DSPy behaviour: predictors, save/load, optimizers ------------------------------------
 
 
@@ -223,9 +243,10 @@ def test_bootstrap_few_shot_compiles_the_agent_and_the_result_round_trips(tmp_pa
 def test_predictor_kinds_survive_save_and_load(tmp_path):
     from parlmt.signatures import Act
 
-    FullHistoryAgent(max_steps=3, act=dspy.ChainOfThought(Act)).save(tmp_path / "baseline.json")
+    FullHistoryAgent(max_steps=3, tool_docs="brief", act=dspy.ChainOfThought(Act)).save(tmp_path / "baseline.json")
     loaded = load_program(tmp_path / "baseline.json")
     assert type(loaded) is FullHistoryAgent and type(loaded.act) is dspy.ChainOfThought and loaded.max_steps == 3
+    assert loaded.tool_docs == "brief"
     with pytest.raises(ValueError, match="not a saved parlmt program"):
         dspy.Predict("a -> b").save(tmp_path / "other.json")
         load_program(tmp_path / "other.json")

@@ -48,3 +48,15 @@ def test_train_data_writes_a_pag_dataset(tmp_path, capsys):
     assert args.func(args) == 0
     dataset = load_pag_dataset(out)
     assert set(dataset["module"]) == {"act"} and "rows from 4 tasks" in capsys.readouterr().out
+
+    brief = tmp_path / "calls.jsonl"
+    args = parse(["train", "data", "--out", str(brief), "--categories", "py:todo", "--modules", "act",
+                  "--replies", "0", "--tool-docs", "brief"])
+    assert args.func(args) == 0
+    calls = load_pag_dataset(brief)
+    full = [row for row in dataset if not row["completion"][0]["content"].startswith("[[ ## calls ## ]]\n[]")]
+    assert len(calls) == len(full) < len(dataset)
+    for short, long in zip(calls, full, strict=True):
+        assert (short["task_id"], short["turn"]) == (long["task_id"], long["turn"])
+        assert short["completion"] == long["completion"]
+        assert len(short["prompt"][1]["content"]) < len(long["prompt"][1]["content"])

@@ -95,6 +95,17 @@ def test_reference_rows_match_what_the_agent_renders(tiny_model_dir, tmp_path):
     assert play("progress", load_task(TASK), 0, lm, max_steps=1).samples[0].messages == plan_row["prompt"]
     bfcl = reference_rows([load_task("bfcl:base:3")], program="fullhistory")
     assert [r["module"] for r in bfcl] == ["act"] * 4
+
+    def replies(share: float) -> list[tuple[str, int]]:
+        return [(r["task_id"], r["turn"]) for r in reference_rows(load_tasks("bfcl:base", split="train")[:20],
+                                                                  program="fullhistory", replies=share)
+                if r["completion"][0]["content"].startswith("[[ ## calls ## ]]\n[]")]
+
+    every, half = replies(1.0), replies(0.5)
+    assert replies(0.0) == [] and set(half) < set(every) and 0.3 < len(half) / len(every) < 0.7
+    assert half == replies(0.5)  # the same turns every time
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        reference_rows([load_task("bfcl:base:3")], replies=1.5)
     path = save_rows(rows, tmp_path / "pag.parquet")
     assert len(load_pag_dataset(path)) == len(rows)
     with pytest.raises(ValueError, match="lacks"):
