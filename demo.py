@@ -53,7 +53,7 @@ class DemoConfig:
     replayed_turns: bool = option("Evaluate every (entry, turn) state of the dev entries on its own, earlier turns "
                                  "replayed from the ground truth (accuracy = replayed-turn accuracy, as `parlmt eval "
                                  "--replayed-turns`); off: whole episodes (accuracy = official entry accuracy).", True)
-    max_steps: int = option("Act steps per turn in the evaluations.", 4)
+    max_steps_per_turn: int = option("Act steps per turn in the evaluations.", 4)
     max_tokens: int = option("Completion cap per module call in the evaluations.", 192)
     batch: int = option("Dev episodes each evaluation plays at once, their LM calls batched into one generate.", 4)
     sft_steps: int = option("SFT warm-up optimizer steps (cpu-smoke preset otherwise).", 8)
@@ -87,7 +87,7 @@ def _evaluate(name: str, config: DemoConfig, state: dict) -> dict:
 
     program_name, trained_by = EVALS[name]
     adapter = state["stages"][trained_by]["adapter"] if trained_by else None
-    program = build_program(program_name, max_steps=config.max_steps)
+    program = build_program(program_name, max_steps_per_turn=config.max_steps_per_turn)
     tasks = [load_task(task_id.strip()) for task_id in config.dev_tasks.split(",")]
     if config.replayed_turns:
         tasks = turn_states(tasks)

@@ -89,7 +89,7 @@ def main() -> None:
     def evaluate(name: str, *extra: str) -> None:
         target = out / f"eval-{name}.jsonl"
         commands[f"eval_{name}"] = ["eval", "--program", args.program, "--categories", args.categories, "--split",
-                                    "dev", "--limit", str(args.dev_limit), "--replayed-turns", "--max-steps",
+                                    "dev", "--limit", str(args.dev_limit), "--replayed-turns", "--max-steps-per-turn",
                                     str(args.max_steps_per_turn), "--tool-docs", args.tool_docs,
                                     "--max-tokens", str(args.max_tokens), "--batch",
                                     str(args.batch), "--out", str(target), "--mlruns", str(out / "mlruns"),

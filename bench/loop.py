@@ -36,11 +36,11 @@ from parlmt.programs.evaluate import run_episodes  # noqa: E402
 BFCL_BASE_ENTRIES = 200
 
 
-def timed(program: str, tasks: list, lm: TransformersLM, batch: int, max_steps: int) -> tuple[dict, list]:
+def timed(program: str, tasks: list, lm: TransformersLM, batch: int, max_steps_per_turn: int) -> tuple[dict, list]:
     """Play every task as ``parlmt eval`` does; the path's figures and each episode's module-call texts."""
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        trajectories = run_episodes(build_program(program, max_steps=max_steps), tasks, lm,
+        trajectories = run_episodes(build_program(program, max_steps_per_turn=max_steps_per_turn), tasks, lm,
                                     Path(folder) / "episodes.jsonl", threads=batch)
         wall = time.perf_counter() - started
     turns = sum(len(t.turns) for t in trajectories)

@@ -12,7 +12,7 @@
    callback around each LM call.
 
     python bench/programs.py [--tasks bfcl:base:0,...] [--student] [--student-tasks bfcl:base:3]
-                             [--max-steps 4] [--max-tokens 128] [--out bench/results/programs.json]
+                             [--max-steps-per-turn 4] [--max-tokens 128] [--out bench/results/programs.json]
 """
 
 import argparse
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(f"bfcl:base:{i}" for i in range(10)))
     parser.add_argument("--student", action="store_true", help="also run the embedded student live")
     parser.add_argument("--student-tasks", default="bfcl:base:3")
-    parser.add_argument("--max-steps", type=int, default=4)
+    parser.add_argument("--max-steps-per-turn", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--out", type=Path, default=Path("bench/results/programs.json"))
     args = parser.parse_args()
@@ -134,11 +134,12 @@ def main() -> None:
 
         lm = TransformersLM(ModelConfig(), max_tokens=args.max_tokens)
         student_tasks = [load_task(t) for t in args.student_tasks.split(",")]
-        live = {name: [timed_episode(build(max_steps=args.max_steps), task, lm) for task in student_tasks]
-                for name, build in programs.items()}
+        live = {name: [timed_episode(build(max_steps_per_turn=args.max_steps_per_turn), task, lm)
+                       for task in student_tasks] for name, build in programs.items()}
         live_tokens = {name: token_figures([r[0] for r in runs], lambda c: c.prompt_tokens)
                        for name, runs in live.items()}
-        result["student"] = {"tasks": args.student_tasks, "max_steps": args.max_steps, "max_tokens": args.max_tokens,
+        result["student"] = {"tasks": args.student_tasks, "max_steps_per_turn": args.max_steps_per_turn,
+                             "max_tokens": args.max_tokens,
                              "lm": "embedded:student (Qwen2.5-Coder-0.5B-Instruct, bf16, greedy, transformers)",
                              "act_prompt_tokens": live_tokens,
                              "fullhistory_over_progress_turn3plus": ratio(live_tokens)}

@@ -130,7 +130,7 @@ def run_tokens(args) -> dict:
     for program in ("progress", "fullhistory"):
         samples = []
         for task_id in TASKS.split(","):
-            samples += play(program, load_task(task_id), 1, lm, max_steps=2).samples
+            samples += play(program, load_task(task_id), 1, lm, max_steps_per_turn=2).samples
         acts = [s for s in samples if s.tags["module"] == "act"]
         figures[program] = {
             "samples": len(samples),

@@ -55,7 +55,7 @@ class PAGConfig:
     """The target model for model-aware verification (any model spec ``ModelConfig`` accepts)."""
     student_max_tokens: int = 64
     """Cap on tokens of the student's verification answer."""
-    max_steps: int = 20
+    max_steps_per_turn: int = 20
     """Act steps per turn (BFCL's cap)."""
     threads: int = 1
     """Tasks run in parallel."""

@@ -140,8 +140,8 @@ def teacher_program(config: PAGConfig, program: dspy.Module | None, env) -> dspy
     """The program that plays one task: the ground-truth oracle (one call per Act step), or a copy of
     the (optimized) LM teacher program, with ground-truth guidance on its Plan module when configured."""
     if config.teacher == "reference":
-        return oracle_program("progress", env, calls_per_step=1, max_steps=config.max_steps, refresh=config.refresh,
-                              tool_docs=config.tool_docs)
+        return oracle_program("progress", env, calls_per_step=1, max_steps_per_turn=config.max_steps_per_turn,
+                              refresh=config.refresh, tool_docs=config.tool_docs)
     program = program.deepcopy()
     if config.guidance and hasattr(program, "plan"):
         program.plan = GuidedPlan(env, program.plan)
@@ -160,7 +160,7 @@ def play_task(task: Task, config: PAGConfig, program: dspy.Module | None, lm: ds
     error = None
     for attempt in range(1, config.retries + 1):
         started = time.perf_counter()
-        env = make_env(task, max_steps_per_turn=config.max_steps)
+        env = make_env(task, max_steps_per_turn=config.max_steps_per_turn)
         try:
             with dspy.context(lm=lm):
                 trajectory = teacher_program(config, program, env)(task=env).trajectory

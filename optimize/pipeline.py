@@ -38,7 +38,7 @@ def load_teacher_program(config: PAGConfig) -> dspy.Module | None:
 
     if config.program.endswith(".json"):
         return load_program(config.program)
-    return build_program(config.program, max_steps=config.max_steps, refresh=config.refresh,
+    return build_program(config.program, max_steps_per_turn=config.max_steps_per_turn, refresh=config.refresh,
                          tool_docs=config.tool_docs)
 
 

@@ -37,23 +37,23 @@ class _Agent(dspy.Module):
 
     program_name = ""
 
-    def __init__(self, max_steps: int, tool_docs: str):
+    def __init__(self, max_steps_per_turn: int, tool_docs: str):
         super().__init__()
-        if max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        if max_steps_per_turn < 1:
+            raise ValueError(f"max_steps_per_turn must be at least 1, got {max_steps_per_turn}")
         if tool_docs not in TOOL_DOCS:
             raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {tool_docs!r}")
-        self.max_steps = max_steps
+        self.max_steps_per_turn = max_steps_per_turn
         self.tool_docs = tool_docs
 
     def config(self) -> dict:
         """Constructor settings, and the kind of each predictor, as saved with the state."""
         kinds = {name: type(getattr(self, name)).__name__ for name in SIGNATURES if hasattr(self, name)}
-        return {"program": self.program_name, "max_steps": self.max_steps, "tool_docs": self.tool_docs,
-                "modules": kinds}
+        return {"program": self.program_name, "max_steps_per_turn": self.max_steps_per_turn,
+                "tool_docs": self.tool_docs, "modules": kinds}
 
     def episode(self, task: Task | str | ToolEnv) -> Episode:
-        return Episode(task, self.program_name, self.max_steps, self.tool_docs)
+        return Episode(task, self.program_name, self.max_steps_per_turn, self.tool_docs)
 
     def dump_state(self, json_mode: bool = True) -> dict:
         return {**super().dump_state(json_mode=json_mode), CONFIG_KEY: self.config()}
@@ -63,7 +63,7 @@ class ProgressAwareAgent(_Agent):
     """Summarize -> Plan -> Act per user turn, acting from progress awareness instead of raw history.
 
     Args:
-        max_steps: Act steps a turn may take before the agent must reply (BFCL: 20); the step after
+        max_steps_per_turn: Act steps a turn may take before the agent must reply (BFCL: 20); the step after
             them ends the episode unless it is the reply.
         refresh: ``"turn"`` summarizes and plans once per turn (and re-plans after a failed step);
             ``"step"`` refreshes both before every step.
@@ -76,14 +76,14 @@ class ProgressAwareAgent(_Agent):
 
     def __init__(
         self,
-        max_steps: int = BFCL_MAX_STEPS,
+        max_steps_per_turn: int = BFCL_MAX_STEPS,
         refresh: str = "turn",
         tool_docs: str = "full",
         summarize: dspy.Module | None = None,
         plan: dspy.Module | None = None,
         act: dspy.Module | None = None,
     ):
-        super().__init__(max_steps, tool_docs)
+        super().__init__(max_steps_per_turn, tool_docs)
         if refresh not in ("turn", "step"):
             raise ValueError(f"refresh must be 'turn' or 'step', got {refresh!r}")
         self.refresh = refresh
@@ -100,7 +100,7 @@ class ProgressAwareAgent(_Agent):
             summary = self.summarize_progress(episode)
             plan = self.plan_steps(episode, summary)
             step = episode.act(self.act, summary=summary, plan=plan)
-            while step.reply is None and episode.step <= self.max_steps:  # see BFCL_MAX_STEPS
+            while step.reply is None and episode.step <= self.max_steps_per_turn:  # see BFCL_MAX_STEPS
                 if self.refresh == "step":
                     summary = self.summarize_progress(episode, current_turn=True)
                 if self.refresh == "step" or step.failed:
@@ -124,7 +124,7 @@ class FullHistoryAgent(_Agent):
     """The baseline: the same ``Act`` on the raw transcript of earlier turns, with no summary or plan.
 
     Args:
-        max_steps: Act steps a turn may take before the agent must reply (BFCL: 20); the step after
+        max_steps_per_turn: Act steps a turn may take before the agent must reply (BFCL: 20); the step after
             them ends the episode unless it is the reply.
         tool_docs: ``"full"`` or ``"brief"`` tool docs (see ``ProgressAwareAgent``).
         act: a module to use instead of ``dspy.Predict(Act)``.
@@ -132,15 +132,16 @@ class FullHistoryAgent(_Agent):
 
     program_name = "fullhistory"
 
-    def __init__(self, max_steps: int = BFCL_MAX_STEPS, tool_docs: str = "full", act: dspy.Module | None = None):
-        super().__init__(max_steps, tool_docs)
+    def __init__(self, max_steps_per_turn: int = BFCL_MAX_STEPS, tool_docs: str = "full",
+                 act: dspy.Module | None = None):
+        super().__init__(max_steps_per_turn, tool_docs)
         self.act = act or dspy.Predict(Act)
 
     def forward(self, task: Task | str | ToolEnv) -> dspy.Prediction:
         episode = self.episode(task)
         while episode.request is not None:
             step = episode.act(self.act, summary=episode.transcript(), plan=NO_PLAN)
-            while step.reply is None and episode.step <= self.max_steps:  # see BFCL_MAX_STEPS
+            while step.reply is None and episode.step <= self.max_steps_per_turn:  # see BFCL_MAX_STEPS
                 step = episode.act(self.act, summary=episode.transcript(), plan=NO_PLAN)
             episode.next_turn(capped=step.reply is None)
         return episode.result()
@@ -149,16 +150,16 @@ class FullHistoryAgent(_Agent):
 PROGRAMS = {"progress": ProgressAwareAgent, "fullhistory": FullHistoryAgent}
 
 
-def build_program(name: str, max_steps: int = BFCL_MAX_STEPS, refresh: str = "turn", tool_docs: str = "full",
+def build_program(name: str, max_steps_per_turn: int = BFCL_MAX_STEPS, refresh: str = "turn", tool_docs: str = "full",
                   **modules: dspy.Module) -> _Agent:
     """A fresh agent by name (``progress`` or ``fullhistory``); ``refresh`` applies to ``progress`` only."""
     if name not in PROGRAMS:
         raise ValueError(f"unknown program {name!r}; choose from {', '.join(PROGRAMS)} or a saved .json")
     if name == "progress":
-        return ProgressAwareAgent(max_steps, refresh, tool_docs, **modules)
+        return ProgressAwareAgent(max_steps_per_turn, refresh, tool_docs, **modules)
     if refresh != "turn":
         raise ValueError(f"refresh={refresh!r} is an option of the progress program; {name} has no summary or plan")
-    return PROGRAMS[name](max_steps, tool_docs, **modules)
+    return PROGRAMS[name](max_steps_per_turn, tool_docs, **modules)
 
 
 def load_program(path: str | Path) -> _Agent:
@@ -167,6 +168,8 @@ def load_program(path: str | Path) -> _Agent:
     if CONFIG_KEY not in state:
         raise ValueError(f"{path} is not a saved parlmt program (no {CONFIG_KEY!r} entry)")
     config = dict(state[CONFIG_KEY])
+    if "max_steps" in config:  # saved before the per-turn cap had one name everywhere
+        config["max_steps_per_turn"] = config.pop("max_steps")
     name = config.pop("program")
     modules = {}
     for child, kind in config.pop("modules").items():

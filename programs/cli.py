@@ -14,8 +14,8 @@ TABLE_COLUMNS = [("episodes", "n", "{:.0f}"), ("entries", "entries", "{:.0f}"), 
                  ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("format_validity", "format ok", "{:.3f}")]
 # Options that change an episode's result besides the program, LM, adapter and tasks, with their defaults:
 # those given another value name the run (so its own file), and all are recorded beside the file.
-RESULT_DEFAULTS = {"max_steps": 20, "refresh": "turn", "tool_docs": "full", "max_tokens": 256, "temperature": 0.0,
-                   "api_base": None, "replayed_turns": False}
+RESULT_DEFAULTS = {"max_steps_per_turn": 20, "refresh": "turn", "tool_docs": "full", "max_tokens": 256,
+                   "temperature": 0.0, "api_base": None, "replayed_turns": False}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", "--threads", dest="threads", type=int, default=4,
                         help="episodes played at once: an in-process model batches their calls into one generate, "
                              "a remote LM gets parallel requests")
-    parser.add_argument("--max-steps", type=int, default=RESULT_DEFAULTS["max_steps"],
+    parser.add_argument("--max-steps-per-turn", type=int, default=RESULT_DEFAULTS["max_steps_per_turn"],
                         help="Act steps per turn (BFCL: 20)")
     parser.add_argument("--refresh", choices=("turn", "step"), default=RESULT_DEFAULTS["refresh"],
                         help="progress program: summarize and plan every turn, or every step")
@@ -86,7 +86,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.program.endswith(".json"):
         program = load_program(args.program)
     else:
-        program = build_program(args.program, max_steps=args.max_steps, refresh=args.refresh,
+        program = build_program(args.program, max_steps_per_turn=args.max_steps_per_turn, refresh=args.refresh,
                                 tool_docs=args.tool_docs)
     if args.tasks:
         tasks = [load_task(task_id.strip()) for task_id in args.tasks.split(",")]
@@ -99,7 +99,7 @@ def run_eval(args: argparse.Namespace) -> int:
     out = args.out or Path("outputs/eval") / f"{name}.jsonl"
     settings = {"lm": args.lm, "api_base": args.api_base, "adapter": args.adapter, "max_tokens": args.max_tokens,
                 "temperature": args.temperature, "replayed_turns": args.replayed_turns,
-                **program.config()}  # config: the program's max_steps, refresh
+                **program.config()}  # config: the program's max_steps_per_turn, refresh, tool_docs
     if args.program.endswith(".json"):  # a program optimized again into the same file acts differently
         settings["program_sha256"] = hashlib.sha256(Path(args.program).read_bytes()).hexdigest()
     if args.restart:

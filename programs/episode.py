@@ -36,16 +36,16 @@ class Episode:
     """Plays ``task`` (a ``Task``, a task id, or an environment already reset on a task) from its start
     turn: the turns before it are replayed from the ground truth first (``Task.from_turn``)."""
 
-    def __init__(self, task: Task | str | ToolEnv, program: str, max_steps: int, tool_docs: str = "full"):
+    def __init__(self, task: Task | str | ToolEnv, program: str, max_steps_per_turn: int, tool_docs: str = "full"):
         if tool_docs not in TOOL_DOCS:
             raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {tool_docs!r}")
         self.tool_docs = tool_docs
-        self.env = task if isinstance(task, ToolEnv) else make_env(task, max_steps_per_turn=max_steps)
-        if self.env.max_steps_per_turn < max_steps:  # the env would force-quit the model before the program does
+        self.env = task if isinstance(task, ToolEnv) else make_env(task, max_steps_per_turn=max_steps_per_turn)
+        if self.env.max_steps_per_turn < max_steps_per_turn:  # the env would force-quit the model before the program
             raise ValueError(
                 f"the environment allows {self.env.max_steps_per_turn} steps per turn but the program takes up to "
-                f"{max_steps}: build the environment with make_env(task, max_steps_per_turn={max_steps}), or the "
-                f"program with max_steps={self.env.max_steps_per_turn}"
+                f"{max_steps_per_turn}: build the environment with make_env(task, max_steps_per_turn="
+                f"{max_steps_per_turn}), or the program with max_steps_per_turn={self.env.max_steps_per_turn}"
             )
         meta = scalar_meta(self.env.task.meta)
         self.trajectory = Trajectory(task_id=self.env.task.id, program=program, meta=meta)

@@ -61,7 +61,7 @@ class Oracle(dspy.Module):
 
 def oracle_program(program: str, env: ToolEnv, calls_per_step: int | None = 1, **options) -> dspy.Module:
     """The agent named ``program`` (progress or fullhistory) with every module played by the oracle;
-    ``options`` are ``build_program``'s (max_steps, refresh, tool_docs)."""
+    ``options`` are ``build_program``'s (max_steps_per_turn, refresh, tool_docs)."""
     modules = ("summarize", "plan", "act") if program == "progress" else ("act",)
     oracles = {module: Oracle(module, env, calls_per_step) for module in modules}
     return build_program(program, **options, **oracles)

@@ -37,7 +37,7 @@ from parlmt.programs.trajectory import SFT_COLUMNS, ModuleCall, sft_row
 
 
 def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: Iterable[str] | None = None,
-                   max_steps: int = 20, tool_docs: str = "full", replies: float = 1.0) -> list[dict]:
+                   max_steps_per_turn: int = 20, tool_docs: str = "full", replies: float = 1.0) -> list[dict]:
     """PAG rows of every module call when ``program`` plays each task from its ground truth.
 
     ``replies`` is the share of Act reply rows kept (the step that ends a turn with no calls): a turn's
@@ -49,8 +49,9 @@ def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: It
     wanted = set(modules or SIGNATURES)
     rows = []
     for task in tasks:
-        env = make_env(task, max_steps_per_turn=max_steps)
-        agent = oracle_program(program, env, calls_per_step=None, max_steps=max_steps, tool_docs=tool_docs)
+        env = make_env(task, max_steps_per_turn=max_steps_per_turn)
+        agent = oracle_program(program, env, calls_per_step=None, max_steps_per_turn=max_steps_per_turn,
+                               tool_docs=tool_docs)
         with dspy.context(adapter=dspy.ChatAdapter()):
             trajectory = agent(task=env).trajectory
         rows += [sft_row(call.module, call.inputs, call.outputs, task.id, call.turn, call.step)

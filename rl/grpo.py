@@ -140,7 +140,7 @@ class PAGRLTrainer(GRPOTrainer):
 
         def rollout(row: dict, lm) -> Rollout:
             return play(config.program, self.tasks[row["task_id"]], row["turn"], lm,
-                        turns=config.rollout_turns or None, max_steps=config.max_steps_per_turn,
+                        turns=config.rollout_turns or None, max_steps_per_turn=config.max_steps_per_turn,
                         refresh=config.refresh, tool_docs=config.tool_docs)
 
         def on_lane(row: dict, lane) -> Rollout:
@@ -274,7 +274,7 @@ class PAGRLTrainer(GRPOTrainer):
             for task_id, turn in tqdm(states, desc="dev states", leave=False,
                                       disable=not self.accelerator.is_local_main_process):
                 rollout = play(config.program, self.tasks[task_id], turn, greedy, turns=config.rollout_turns or None,
-                               max_steps=config.max_steps_per_turn, refresh=config.refresh,
+                               max_steps_per_turn=config.max_steps_per_turn, refresh=config.refresh,
                                tool_docs=config.tool_docs)
                 outcomes += [reward_terms(o) for o in rollout.outcomes.values()]
                 trajectories.append(rollout.trajectory)

@@ -30,7 +30,7 @@ class Rollout:
     outcomes: dict[int, TurnOutcome] = field(default_factory=dict)
 
 
-def play(program: str, task: Task, start: int, lm, *, turns: int | None = 1, max_steps: int = 20,
+def play(program: str, task: Task, start: int, lm, *, turns: int | None = 1, max_steps_per_turn: int = 20,
          refresh: str = "turn", tool_docs: str = "full") -> Rollout:
     """Play ``program`` with ``lm`` from turn ``start`` of ``task`` (earlier turns replayed from the
     ground truth) for ``turns`` turns (None: to the end).
@@ -40,8 +40,8 @@ def play(program: str, task: Task, start: int, lm, *, turns: int | None = 1, max
     """
     if task.ground_truth is None:
         raise ValueError(f"task {task.id} has no ground truth: RL needs it for the earlier turns and the rewards")
-    env = make_env(task.from_turn(start, turns), max_steps_per_turn=max_steps)
-    agent = build_program(program, max_steps=max_steps, refresh=refresh, tool_docs=tool_docs)
+    env = make_env(task.from_turn(start, turns), max_steps_per_turn=max_steps_per_turn)
+    agent = build_program(program, max_steps_per_turn=max_steps_per_turn, refresh=refresh, tool_docs=tool_docs)
     lm.samples.clear()
     with dspy.context(lm=lm, adapter=dspy.ChatAdapter(use_json_adapter_fallback=False)):
         trajectory = agent(task=env).trajectory

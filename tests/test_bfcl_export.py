@@ -32,14 +32,14 @@ BASE3 = [["[find(path='.', name='test')]"],
 TWEET = "[post_tweet(content='file1.txt, file2.txt', tags=['#fileshowcase'])]"
 
 
-def play(task_id: str, steps: list[list[str]], max_steps: int = 20):
+def play(task_id: str, steps: list[list[str]], max_steps_per_turn: int = 20):
     """The trajectory of the full-history agent whose Act writes ``steps`` (per turn, the calls
     text of each step), then replies; a turn passed the step cap gets no reply."""
     answers = []
     for turn in steps:
         answers += [{"calls": text, "reply": ""} for text in turn] + [{"calls": "[]", "reply": "Done."}]
     with dspy.context(lm=DummyLM(answers)):
-        return FullHistoryAgent(max_steps=max_steps)(task=task_id).trajectory
+        return FullHistoryAgent(max_steps_per_turn=max_steps_per_turn)(task=task_id).trajectory
 
 
 def registered(name: str) -> dict:
@@ -148,7 +148,7 @@ def test_every_ground_truth_call_as_we_write_it_decodes_to_the_same_call():
                 assert decoded == calls, task.id
 
 
-@pytest.mark.parametrize(("case", "task_id", "steps", "max_steps", "expected"), [
+@pytest.mark.parametrize(("case", "task_id", "steps", "max_steps_per_turn", "expected"), [
     ("ground truth", "bfcl:base:3", BASE3, 20, None),
     ("skipped call", "bfcl:base:3", [BASE3[0], BASE3[1][:2] + ["[cp(source='test_image1.jpg', "
                                                                "destination='backup_tests')]"]], 20,
@@ -161,8 +161,9 @@ def test_every_ground_truth_call_as_we_write_it_decodes_to_the_same_call():
     ("step cap passed in the last turn, state matches", "bfcl:base:3", BASE3, 2, None),
     ("step cap passed before the last turn", "bfcl:base:3", [BASE3[0] * 3], 2, "multi_turn:force_terminated"),
 ])
-def test_exported_episodes_score_the_same_in_bfcls_evaluation(tmp_path, case, task_id, steps, max_steps, expected):
-    trajectory = play(task_id, steps, max_steps)
+def test_exported_episodes_score_the_same_in_bfcls_evaluation(tmp_path, case, task_id, steps, max_steps_per_turn,
+                                                              expected):
+    trajectory = play(task_id, steps, max_steps_per_turn)
     ours = None if trajectory.passed else trajectory.error_type
     assert ours == exported_verdict(trajectory, tmp_path) == expected, case
 

@@ -200,7 +200,7 @@ def test_an_agent_plays_a_tau2_task_and_its_reply_is_checked():
     answers = [{"calls": f"[{call}]", "reply": ""} for _, call in task.meta["expected_actions"]]
     env = Tau2Env(task, max_steps_per_turn=100)
     with dspy.context(lm=DummyLM([*answers, {"calls": "[]", "reply": " ".join(task.meta["communicate_info"])}])):
-        result = FullHistoryAgent(max_steps=100)(task=env)
+        result = FullHistoryAgent(max_steps_per_turn=100)(task=env)
     assert result.passed and env.reward() == 1.0 and result.trajectory.meta["domain"] == "retail"
 
 

@@ -26,7 +26,7 @@ def test_batched_episodes_play_as_one_at_a_time_with_fewer_passes(tiny_model_dir
     # float64: batched and single forward passes then agree on every greedy token, on any CPU kind
     lm = CountingLM(ModelConfig(model=str(tiny_model_dir), dtype="float64"), max_tokens=6)
     tasks = load_tasks("py:todo")[:3]
-    program = build_program("progress", max_steps=1)
+    program = build_program("progress", max_steps_per_turn=1)
     alone = run_episodes(program, tasks, lm, tmp_path / "alone.jsonl", threads=1)
     single_passes, lm.passes = list(lm.passes), []
     batched = run_episodes(program, tasks, lm, tmp_path / "batched.jsonl", threads=3)
@@ -39,7 +39,7 @@ def test_batched_episodes_play_as_one_at_a_time_with_fewer_passes(tiny_model_dir
 def test_a_batched_lane_that_raises_fails_its_episode_not_the_others(tiny_model_dir, tmp_path):
     lm = TransformersLM(ModelConfig(model=str(tiny_model_dir), dtype="float64"), max_tokens=4)
     tasks = load_tasks("py:todo")[:3]
-    program = build_program("progress", max_steps=1)
+    program = build_program("progress", max_steps_per_turn=1)
     broken = tasks[1]
 
     original = program.forward

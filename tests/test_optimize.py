@@ -57,8 +57,8 @@ def test_reference_teacher_rows_replay_to_a_passing_checker(tmp_path):
 
 
 def test_a_wrong_teacher_has_every_step_rejected_with_a_reason(tmp_path):
-    cfg = config(tmp_path, teacher="scripted", limit=1, max_steps=2)
-    entries = bootstrap(cfg, build_program("progress", max_steps=2), wrong_teacher())
+    cfg = config(tmp_path, teacher="scripted", limit=1, max_steps_per_turn=2)
+    entries = bootstrap(cfg, build_program("progress", max_steps_per_turn=2), wrong_teacher())
     steps = [s for entry in entries.values() for s in entry["steps"]]
     assert steps and not any(s["accepted"] for s in steps)
     assert all(s["reject_reason"].startswith("turn_failed:") for s in steps)
@@ -162,7 +162,7 @@ def test_a_bug_in_our_record_building_stops_the_run_and_keeps_the_shard(tmp_path
 
 
 def test_optimizer_path_runs_end_to_end_and_is_tracked_in_mlflow(tmp_path):
-    cfg = config(tmp_path, teacher="scripted", optimizer="bootstrap", limit=1, dev_limit=1, max_steps=2)
+    cfg = config(tmp_path, teacher="scripted", optimizer="bootstrap", limit=1, dev_limit=1, max_steps_per_turn=2)
     summary = run(cfg, lm=wrong_teacher())
     assert summary["dev_turn_accuracy_before"] == summary["dev_turn_accuracy_after"] == 0.0
     assert (Path(cfg.out) / "program.json").exists()

@@ -132,7 +132,7 @@ def test_error_observation_triggers_a_replan_within_the_turn():
 
 def test_step_cap_ends_the_episode_as_force_terminated():
     answers = [plan(), act("[ls()]"), act("[pwd()]"), act("[ls()]")]  # never replies: the third step passes the cap
-    trajectory = play(ProgressAwareAgent(max_steps=2), "bfcl:base:3", answers)
+    trajectory = play(ProgressAwareAgent(max_steps_per_turn=2), "bfcl:base:3", answers)
     assert sequence(trajectory) == [("plan", 0, 0), ("act", 0, 0), ("act", 0, 1), ("act", 0, 2)]
     assert trajectory.turns[0].capped and len(trajectory.turns) == 1
     assert trajectory.passed is False and trajectory.error_type == "multi_turn:force_terminated"
@@ -211,8 +211,8 @@ def test_program_options_are_checked():
         ProgressAwareAgent(tool_docs="short")
     with pytest.raises(ValueError, match="refresh='step' is an option of the progress program"):
         build_program("fullhistory", refresh="step")
-    assert build_program("fullhistory", max_steps=3, tool_docs="brief").config() == {
-        "program": "fullhistory", "max_steps": 3, "tool_docs": "brief", "modules": {"act": "Predict"}}
+    assert build_program("fullhistory", max_steps_per_turn=3, tool_docs="brief").config() == {
+        "program": "fullhistory", "max_steps_per_turn": 3, "tool_docs": "brief", "modules": {"act": "Predict"}}
 
 
 # --- DSPy behaviour: predictors, save/load, optimizers ------------------------------------
@@ -227,7 +227,7 @@ def test_bootstrap_few_shot_compiles_the_agent_and_the_result_round_trips(tmp_pa
     optimizer = dspy.BootstrapFewShot(metric=task_success, max_bootstrapped_demos=2, max_labeled_demos=0,
                                       max_rounds=1)
     with dspy.context(lm=DummyLM(BASE3_PROGRESS)):
-        compiled = optimizer.compile(ProgressAwareAgent(max_steps=7), trainset=examples(["bfcl:base:3"]))
+        compiled = optimizer.compile(ProgressAwareAgent(max_steps_per_turn=7), trainset=examples(["bfcl:base:3"]))
     # one demo per predictor from the passing episode, taken from its recorded module calls
     assert len(compiled.act.demos) == len(compiled.plan.demos) == len(compiled.summarize.demos) == 1
     assert compiled.act.demos[0]["calls"] in {answer.get("calls") for answer in BASE3_PROGRESS}
@@ -235,7 +235,7 @@ def test_bootstrap_few_shot_compiles_the_agent_and_the_result_round_trips(tmp_pa
     compiled.plan.signature = compiled.plan.signature.with_instructions("Plan tersely.")
     compiled.save(tmp_path / "agent.json")
     loaded = load_program(tmp_path / "agent.json")
-    assert type(loaded) is ProgressAwareAgent and loaded.max_steps == 7 and loaded.refresh == "turn"
+    assert type(loaded) is ProgressAwareAgent and loaded.max_steps_per_turn == 7 and loaded.refresh == "turn"
     assert loaded.plan.signature.instructions == "Plan tersely."
     assert [d["calls"] for d in loaded.act.demos] == [d["calls"] for d in compiled.act.demos]
 
@@ -243,10 +243,15 @@ def test_bootstrap_few_shot_compiles_the_agent_and_the_result_round_trips(tmp_pa
 def test_predictor_kinds_survive_save_and_load(tmp_path):
     from parlmt.signatures import Act
 
-    FullHistoryAgent(max_steps=3, tool_docs="brief", act=dspy.ChainOfThought(Act)).save(tmp_path / "baseline.json")
+    agent = FullHistoryAgent(max_steps_per_turn=3, tool_docs="brief", act=dspy.ChainOfThought(Act))
+    agent.save(tmp_path / "baseline.json")
     loaded = load_program(tmp_path / "baseline.json")
-    assert type(loaded) is FullHistoryAgent and type(loaded.act) is dspy.ChainOfThought and loaded.max_steps == 3
-    assert loaded.tool_docs == "brief"
+    assert type(loaded) is FullHistoryAgent and type(loaded.act) is dspy.ChainOfThought
+    assert loaded.max_steps_per_turn == 3 and loaded.tool_docs == "brief"
+    state = json.loads((tmp_path / "baseline.json").read_text())  # a program saved before the per-turn cap's rename
+    state["parlmt_program"]["max_steps"] = state["parlmt_program"].pop("max_steps_per_turn")
+    (tmp_path / "old.json").write_text(json.dumps(state))
+    assert load_program(tmp_path / "old.json").max_steps_per_turn == 3
     with pytest.raises(ValueError, match="not a saved parlmt program"):
         dspy.Predict("a -> b").save(tmp_path / "other.json")
         load_program(tmp_path / "other.json")
@@ -320,7 +325,7 @@ def test_eval_cli_resumes_only_an_evaluation_with_the_same_settings(tmp_path, mo
                      "--mlruns", str(tmp_path / "mlruns"), "--no-progress", "--no-traces", *options])
 
     assert run() == 0 and len(read_jsonl(out)) == 1
-    assert json.loads(settings_file(out).read_text())["max_steps"] == 20
+    assert json.loads(settings_file(out).read_text())["max_steps_per_turn"] == 20
     with caplog.at_level("INFO", logger="parlmt.programs.evaluate"):
         assert run() == 0
     assert f"resuming 1 episodes from {out}; 0 to run" in caplog.text and len(read_jsonl(out)) == 1
@@ -328,18 +333,18 @@ def test_eval_cli_resumes_only_an_evaluation_with_the_same_settings(tmp_path, mo
 
     written = out.read_bytes()
     made.clear()
-    assert run("--max-steps", "5", "--temperature", "0.7", "--api-base", "http://localhost:8000/v1") == 1
+    assert run("--max-steps-per-turn", "5", "--temperature", "0.7", "--api-base", "http://localhost:8000/v1") == 1
     error = capsys.readouterr().err
     assert f"error: {out} holds episodes run with other settings" in error
-    assert "api_base None -> 'http://localhost:8000/v1'; max_steps 20 -> 5; temperature 0.0 -> 0.7" in error
+    assert "api_base None -> 'http://localhost:8000/v1'; max_steps_per_turn 20 -> 5; temperature 0.0 -> 0.7" in error
     assert "--restart" in error and "--out" in error
     assert out.read_bytes() == written and not made, "a refused resume neither loads the LM nor touches the file"
 
-    assert run("--max-steps", "5", "--restart") == 0 and len(read_jsonl(out)) == 1
-    assert json.loads(settings_file(out).read_text())["max_steps"] == 5
+    assert run("--max-steps-per-turn", "5", "--restart") == 0 and len(read_jsonl(out)) == 1
+    assert json.loads(settings_file(out).read_text())["max_steps_per_turn"] == 5
 
     settings_file(out).unlink()  # a file from before settings were recorded
-    assert run("--max-steps", "5") == 1 and "without a record of their settings" in capsys.readouterr().err
+    assert run("--max-steps-per-turn", "5") == 1 and "without a record of their settings" in capsys.readouterr().err
 
 
 def test_run_names_change_with_every_setting_that_changes_results():
@@ -350,10 +355,11 @@ def test_run_names_change_with_every_setting_that_changes_results():
         return run_name(build_parser().parse_args(["eval", "--categories", "base", *options]))
 
     assert name() == "progress-embedded_student-base-all"  # defaults keep the names of earlier runs
-    changed = [name("--max-steps", "5"), name("--refresh", "step"), name("--max-tokens", "64"),
-               name("--temperature", "0.7"), name("--api-base", "http://localhost:8000/v1")]
-    assert changed[0] == "progress-embedded_student-base-all-max_steps_5"
-    assert len({name(), *changed}) == 6 and name("--threads", "4") == name()
+    changed = [name("--max-steps-per-turn", "5"), name("--refresh", "step"), name("--max-tokens", "64"),
+               name("--temperature", "0.7"), name("--api-base", "http://localhost:8000/v1"),
+               name("--tool-docs", "brief")]
+    assert changed[0] == "progress-embedded_student-base-all-max_steps_per_turn_5"
+    assert len({name(), *changed}) == 7 and name("--threads", "4") == name()
 
 
 # --- the embedded student, end to end, into MLflow ----------------------------------------
@@ -364,8 +370,9 @@ def test_eval_cli_runs_the_student_and_logs_an_mlflow_run(tmp_path, capsys):
     from mlflow.tracking import MlflowClient
 
     mlruns, out = tmp_path / "mlruns", tmp_path / "eval.jsonl"
-    args = ["eval", "--program", "progress", "--lm", "embedded:student", "--tasks", "bfcl:base:3", "--max-steps",
-            "1", "--max-tokens", "48", "--mlruns", str(mlruns), "--out", str(out), "--no-progress"]
+    args = ["eval", "--program", "progress", "--lm", "embedded:student", "--tasks", "bfcl:base:3",
+            "--max-steps-per-turn", "1", "--max-tokens", "48", "--mlruns", str(mlruns), "--out", str(out),
+            "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "base" in printed and "accuracy" in printed and "wall time" in printed

@@ -71,7 +71,7 @@ def lora_weights(folder) -> dict[str, torch.Tensor]:
 def test_rollout_from_a_later_turn_replays_the_ground_truth(tiny_model_dir):
     model, tokenizer = load_model(ModelConfig(str(tiny_model_dir), dtype="float32"))
     lm = TransformersLM(model=model, tokenizer=tokenizer, temperature=1.0, max_tokens=4, record_samples=True)
-    rollout = play("progress", load_task(TASK), 1, lm, max_steps=2)
+    rollout = play("progress", load_task(TASK), 1, lm, max_steps_per_turn=2)
     # turn 0 came from the ground truth (no LM call); turn 1 is the policy's: Summarize, Plan, Act
     assert rollout.trajectory.executed[0] == [["add_item(title='buy milk', tags=['home'])"]]
     assert [s.tags["module"] for s in rollout.samples][:3] == ["summarize", "plan", "act"]
@@ -79,7 +79,7 @@ def test_rollout_from_a_later_turn_replays_the_ground_truth(tiny_model_dir):
     assert "add_item(title='buy milk'" in rollout.samples[0].messages[-1]["content"]  # Summarize reads turn 0
     assert list(rollout.outcomes) == [1]
     assert len(rollout.trajectory.turns) == 2  # the task was cut after the played turn
-    baseline = play("fullhistory", load_task(TASK), 1, lm, max_steps=2)
+    baseline = play("fullhistory", load_task(TASK), 1, lm, max_steps_per_turn=2)
     assert {s.tags["module"] for s in baseline.samples} == {"act"}
 
 
@@ -92,7 +92,7 @@ def test_reference_rows_match_what_the_agent_renders(tiny_model_dir, tmp_path):
     model, tokenizer = load_model(ModelConfig(str(tiny_model_dir), dtype="float32"))
     lm = TransformersLM(model=model, tokenizer=tokenizer, max_tokens=2, record_samples=True)
     plan_row = next(r for r in rows if r["module"] == "plan" and r["task_id"] == TASK and r["turn"] == 0)
-    assert play("progress", load_task(TASK), 0, lm, max_steps=1).samples[0].messages == plan_row["prompt"]
+    assert play("progress", load_task(TASK), 0, lm, max_steps_per_turn=1).samples[0].messages == plan_row["prompt"]
     bfcl = reference_rows([load_task("bfcl:base:3")], program="fullhistory")
     assert [r["module"] for r in bfcl] == ["act"] * 4
 

@@ -1,4 +1,4 @@
-"""One step cap: the program's ``max_steps`` and the environment's ``max_steps_per_turn`` count
+"""One step cap: the program's ``max_steps_per_turn`` and the environment's ``max_steps_per_turn`` count
 steps as BFCL does, and an environment that would cut the program short is refused up front."""
 
 import dspy
@@ -15,37 +15,37 @@ BASE3 = [["[find(path='.', name='test')]"],
           "cp(source='test_document.txt', destination='backup_tests')]"]]
 
 
-def play(steps: list[list[str]], max_steps: int, task="bfcl:base:3"):
+def play(steps: list[list[str]], max_steps_per_turn: int, task="bfcl:base:3"):
     """The full-history agent's trajectory when its Act writes ``steps`` (per turn), then replies."""
     answers = []
     for turn in steps:
         answers += [{"calls": text, "reply": ""} for text in turn] + [{"calls": "[]", "reply": "Done."}]
     with dspy.context(lm=DummyLM(answers)):
-        return FullHistoryAgent(max_steps=max_steps)(task=task).trajectory
+        return FullHistoryAgent(max_steps_per_turn=max_steps_per_turn)(task=task).trajectory
 
 
 @pytest.mark.parametrize("agent", [FullHistoryAgent, ProgressAwareAgent])
 def test_an_env_with_a_lower_cap_than_the_program_is_refused_before_the_run(agent):
     env = make_env("bfcl:base:3", max_steps_per_turn=2)
     with dspy.context(lm=DummyLM([])), pytest.raises(ValueError) as error:  # no LM call may happen
-        agent(max_steps=5)(task=env)
+        agent(max_steps_per_turn=5)(task=env)
     assert "allows 2 steps per turn but the program takes up to 5" in str(error.value)
-    assert "make_env(task, max_steps_per_turn=5)" in str(error.value) and "max_steps=2" in str(error.value)
+    assert "make_env(task, max_steps_per_turn=5)" in str(error.value) and "max_steps_per_turn=2" in str(error.value)
 
 
 def test_the_reply_does_not_count_and_the_step_past_the_cap_runs_then_ends_the_episode():
     two_steps = [BASE3[0], [BASE3[1][0], BASE3[1][1][:-1] + ", " + BASE3[1][2][1:]]]
-    replied = play(two_steps, max_steps=2)  # two steps with calls, then the reply as the third
+    replied = play(two_steps, max_steps_per_turn=2)  # two steps with calls, then the reply as the third
     assert not replied.turns[1].capped and replied.turns[1].reply == "Done." and replied.passed
 
-    capped = play(BASE3, max_steps=2)  # a third step with calls: it runs, then the model is force-quit
+    capped = play(BASE3, max_steps_per_turn=2)  # a third step with calls: it runs, then the model is force-quit
     assert capped.turns[1].capped and capped.turns[1].reply is None
     assert capped.executed[1] == [["cd(folder='projects')"], ["cd(folder='photography')"],
                                   ["cp(source='test_image1.jpg', destination='backup_tests')",
                                    "cp(source='test_document.txt', destination='backup_tests')"]]
     assert capped.passed  # in the last turn: scored like any other turn, as BFCL's checker does
 
-    early = play([BASE3[0] * 3], max_steps=2)
+    early = play([BASE3[0] * 3], max_steps_per_turn=2)
     assert len(early.turns) == 1 and early.turns[0].capped
     assert early.passed is False and early.error_type == "multi_turn:force_terminated"
 
@@ -54,6 +54,6 @@ def test_an_env_with_a_higher_cap_leaves_the_cap_to_the_program():
     env = make_env("bfcl:base:3", max_steps_per_turn=20)
     answers = [{"calls": "[find(path='.', name='test')]", "reply": ""}] * 2
     with dspy.context(lm=DummyLM(answers)):
-        trajectory = FullHistoryAgent(max_steps=1)(task=env).trajectory
+        trajectory = FullHistoryAgent(max_steps_per_turn=1)(task=env).trajectory
     assert len(trajectory.steps) == 2 and trajectory.turns[0].capped
     assert trajectory.error_type == "multi_turn:force_terminated"

@@ -19,9 +19,9 @@ WRONG = {"calls": "[mkdir(dir_name='wrong_place')]", "reply": ""}
 REPLY = {"calls": "[]", "reply": "Done."}
 
 
-def play(state, answers: list[dict], max_steps: int = 4) -> Trajectory:
+def play(state, answers: list[dict], max_steps_per_turn: int = 4) -> Trajectory:
     with dspy.context(lm=DummyLM(answers)):
-        return FullHistoryAgent(max_steps=max_steps)(task=state).trajectory
+        return FullHistoryAgent(max_steps_per_turn=max_steps_per_turn)(task=state).trajectory
 
 
 def test_a_state_replays_the_earlier_turns_into_the_transcript_and_scores_only_its_own():
@@ -68,8 +68,8 @@ def test_a_wrong_call_fails_its_state_and_a_turn_that_cannot_be_done_passes_what
 def test_states_run_and_resume_like_tasks_and_stay_out_of_bfcl_result_files(tmp_path):
     states = turn_states([load_task("bfcl:base:7")])
     out = tmp_path / "states.jsonl"
-    first = run_episodes(FullHistoryAgent(max_steps=2), states[:2], DummyLM([REPLY] * 10), out)
-    again = run_episodes(FullHistoryAgent(max_steps=2), states, DummyLM([REPLY] * 10), out)
+    first = run_episodes(FullHistoryAgent(max_steps_per_turn=2), states[:2], DummyLM([REPLY] * 10), out)
+    again = run_episodes(FullHistoryAgent(max_steps_per_turn=2), states, DummyLM([REPLY] * 10), out)
     assert [t.task_id for t in again] == ["bfcl:base:7@0", "bfcl:base:7@1", "bfcl:base:7@2"]
     assert again[:2] == first  # read back from the file, not played again
     assert bfcl_results(again) == {}
@@ -123,7 +123,7 @@ def test_rollout_samples_must_line_up_with_module_calls():
 def test_parlmt_eval_replayed_turns_prints_states_entries_and_an_interval(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "states.jsonl"
     args = ["eval", "--lm", str(tiny_model_dir), "--program", "fullhistory", "--tasks", "bfcl:base:7",
-            "--replayed-turns", "--max-steps", "1", "--max-tokens", "4", "--out", str(out),
+            "--replayed-turns", "--max-steps-per-turn", "1", "--max-tokens", "4", "--out", str(out),
             "--mlruns", str(tmp_path / "mlruns"), "--no-progress", "--no-traces"]
     assert main(args) == 0
     printed = capsys.readouterr().out
