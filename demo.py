@@ -107,7 +107,7 @@ def _pag(name: str, config: DemoConfig, state: dict) -> dict:
 
     out = Path(config.out) / "pag"
     summary = run(PAGConfig(teacher=config.teacher, limit=config.train_tasks, verify_student=config.verify_student,
-                            student=config.model, out=str(out), mlflow_root=config.mlruns,
+                            student=config.model, out=str(out), mlruns=config.mlruns,
                             experiment=config.experiment, run_name=name))
     if summary["sft_rows"] == 0:
         raise DemoError(f"PAG kept no step ({summary['rejected_by_reason']}), so SFT has nothing to train on: "
@@ -162,7 +162,7 @@ def run_demo(config: DemoConfig) -> list[dict]:
     import mlflow
 
     from parlmt.models.loading import resolve
-    from parlmt.programs.tracking import experiment
+    from parlmt.tracking import experiment
 
     out = Path(config.out)
     state = _load_state(out, config)

@@ -1,16 +1,18 @@
 """Config dataclasses as command lines, TRL style: each field's ``help`` metadata is its documentation
-and its ``--option`` help. Used by ``parlmt train`` and ``parlmt demo``."""
+and its ``--option`` help. Used by ``parlmt eval``, ``parlmt optimize``, ``parlmt train`` and ``parlmt demo``."""
 
 import argparse
 import dataclasses
 import types
 
 
-def option(text: str, default=None, **kwargs):
-    """A dataclass field documented by ``text`` (``default_factory`` in ``kwargs`` replaces ``default``)."""
+def option(text: str, default=None, aliases: tuple[str, ...] = (), **kwargs):
+    """A dataclass field documented by ``text``; ``aliases`` are more flags for its option (an older name
+    kept working); ``default_factory`` in ``kwargs`` replaces ``default``."""
+    metadata = {"help": text, "aliases": aliases}
     if "default_factory" in kwargs:
-        return dataclasses.field(metadata={"help": text}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": text}, **kwargs)
+        return dataclasses.field(metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
 def add_options(parser: argparse.ArgumentParser, config_class: type) -> None:
@@ -18,12 +20,13 @@ def add_options(parser: argparse.ArgumentParser, config_class: type) -> None:
     that only the options given override the defaults or a preset."""
     for item in dataclasses.fields(config_class):
         kind = _base_type(item.type)
-        flag = f"--{item.name.replace('_', '-')}"
+        flags = [f"--{item.name.replace('_', '-')}", *item.metadata.get("aliases", ())]
         help_text = f"{item.metadata.get('help', '')} (default: {item.default})".replace("%", "%%")
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument(*flags, type=kind, default=argparse.SUPPRESS, help=help_text)
 
 
 def given_options(config_class: type, args: argparse.Namespace) -> dict:

@@ -1,6 +1,6 @@
 """A local HTTP server in a child process, as a context manager: start it, wait until it answers,
 stop it (SIGTERM to its process group, then SIGKILL). The llama.cpp server (``models.serve``) and the
-MLflow UI (``programs.tracking``) are both one; a subclass says what to run and when it is ready.
+MLflow UI (``tracking``) are both one; a subclass says what to run and when it is ready.
 ``run_until_stopped`` runs one in the foreground of a command (``parlmt serve``, ``parlmt ui``).
 """
 

@@ -32,8 +32,8 @@ def main() -> None:
     results = {}
     for teacher in args.teachers.split(","):
         with tempfile.TemporaryDirectory() as folder:
-            config = PAGConfig(teacher=teacher, categories=args.categories.split(","), limit=args.limit,
-                               verify_student=args.verify, out=f"{folder}/pag", mlflow_root=f"{folder}/mlruns")
+            config = PAGConfig(teacher=teacher, categories=args.categories, limit=args.limit,
+                               verify_student=args.verify, out=f"{folder}/pag", mlruns=f"{folder}/mlruns")
             started = time.perf_counter()
             summary = run(config, check=check)
             wall_s = time.perf_counter() - started

@@ -33,14 +33,15 @@ of a task at a time::
 
 Episodes own their backend instances and nothing is shared through module globals, so many
 environments can run in one process and in threads. ``load_tasks(source, split)`` gives tasks
-with deterministic train/dev/test splits (``splits.py``).
+with deterministic train/dev/test splits (``splits.py``); ``select_tasks(sources, split, limit, tasks)``
+is the selection every stage's ``--categories``/``--split``/``--limit``/``--tasks`` options make.
 """
 
 from parlmt.envs.base import CallResult, EpisodeScore, Step, Task, ToolEnv, TurnScore
 from parlmt.envs.bfcl import CATEGORIES, BFCLEnv, load_bfcl
 from parlmt.envs.calls import Call, CallError, bind_call, parse_calls
 from parlmt.envs.python_tools import PythonToolsEnv, TaskFileError, load_task_file, make_tasks, tool_schemas
-from parlmt.envs.registry import load_task, load_tasks, make_env, sources
+from parlmt.envs.registry import load_task, load_tasks, make_env, select_tasks, sources
 from parlmt.envs.splits import SPLITS, split_indices, split_of
 from parlmt.envs.tau2 import Tau2Env, load_tau2
 from parlmt.envs.tooldocs import TOOL_DOCS, render_tool_docs
@@ -70,6 +71,7 @@ __all__ = [
     "make_tasks",
     "parse_calls",
     "render_tool_docs",
+    "select_tasks",
     "TOOL_DOCS",
     "sources",
     "split_indices",

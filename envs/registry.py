@@ -41,9 +41,23 @@ def load_tasks(source: str = "bfcl", split: str | None = None) -> list[Task]:
         tasks = list(load_tau2(source[5:]))
     elif source.startswith("py:"):
         tasks = list(_load_python(source[3:]))
-    else:
+    elif source.removeprefix("bfcl:") in CATEGORIES:
         tasks = list(load_bfcl(source.removeprefix("bfcl:")))
+    else:
+        raise ValueError(f"unknown task source {source!r}; known sources: {', '.join(sources())}; also bfcl and tau2 "
+                         "(all their sources), a BFCL category alone (base, ...) and py:<task file>")
     return [task for task in tasks if split is None or task.meta["split"] == split]
+
+
+def select_tasks(sources: str, split: str | None = None, limit: int | None = None,
+                 tasks: str | None = None) -> list[Task]:
+    """The tasks every stage runs on: the first ``limit`` tasks of ``split`` from each of ``sources``
+    (comma-separated, e.g. ``base,miss_func,py:todo,tau2:airline``), or, when ``tasks`` is given, those
+    comma-separated task ids (``bfcl:base:3,py:todo:0``) whatever their split."""
+    if tasks:
+        return [load_task(task_id.strip()) for task_id in tasks.split(",") if task_id.strip()]
+    return [task for source in sources.split(",") if source.strip()
+            for task in load_tasks(source.strip(), split=split)[:limit]]
 
 
 def load_task(task_id: str) -> Task:

@@ -99,7 +99,7 @@ def write_dataset(entries: dict[str, dict], config: PAGConfig, extra: dict | Non
 
 def card(config: PAGConfig, summary: dict, example: list[dict]) -> str:
     """The dataset card: provenance first, then counts, rates and one verified row."""
-    where = ("api_key_env", "mlflow_root", "experiment", "run_name")  # not the data's provenance
+    where = ("api_key_env", "mlruns", "experiment", "run_name")  # not the data's provenance
     settings = {k: v for k, v in config.to_dict().items() if k not in where}
     lines = [
         "# PAG dataset (parl-mt)",
@@ -113,7 +113,7 @@ def card(config: PAGConfig, summary: dict, example: list[dict]) -> str:
         f"- optimizer: `{config.optimizer}`; guidance: {config.guidance and config.teacher != 'reference'}",
         f"- model-aware verification: {'`' + config.student + '`' if config.verify_student else 'off'}",
         f"- environment: bfcl-eval {importlib.metadata.version('bfcl-eval')}, "
-        f"categories {', '.join(config.categories)}, split `{config.split}`, "
+        f"categories {config.categories.replace(',', ', ')}, split `{config.split}`, "
         f"limit {config.limit or 'none'} per category",
         f"- parl-mt {importlib.metadata.version('parl-mt')}",
         "",

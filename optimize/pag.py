@@ -36,7 +36,7 @@ from dspy.utils.exceptions import (
 )
 from tqdm import tqdm
 
-from parlmt.envs import CallError, Task, load_tasks, make_env
+from parlmt.envs import CallError, Task, make_env, select_tasks
 from parlmt.optimize.config import PAGConfig
 from parlmt.programs import extract_calls, salvage_calls
 from parlmt.programs.oracle import oracle_program
@@ -206,15 +206,6 @@ def append_shard(out: Path, entry: dict) -> None:
         os.fsync(f.fileno())
 
 
-def pag_tasks(config: PAGConfig, split: str | None = None, limit: int | None = None) -> list[Task]:
-    """The tasks of ``config.categories`` in ``split`` (default: the config's), ``limit`` per category."""
-    tasks = []
-    for category in config.categories:
-        found = load_tasks(f"bfcl:{category}", split=split or config.split)
-        tasks += found[: limit or config.limit or len(found)]
-    return tasks
-
-
 def bootstrap(
     config: PAGConfig,
     program: dspy.Module | None = None,
@@ -229,7 +220,7 @@ def bootstrap(
     """
     out = Path(config.out)
     done = read_shard(out)
-    todo = [task for task in pag_tasks(config) if task.id not in done]
+    todo = [task for task in select_tasks(config.categories, config.split, config.limit) if task.id not in done]
     if done:
         log.info("resuming: %d tasks already bootstrapped, %d to go", len(done), len(todo))
     lock = threading.Lock()

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import dspy
 
+from parlmt.envs import select_tasks
 from parlmt.optimize.config import PAGConfig
 from parlmt.optimize.dataset import write_dataset
-from parlmt.optimize.pag import StudentCheck, bootstrap, pag_tasks
+from parlmt.optimize.pag import StudentCheck, bootstrap
 from parlmt.optimize.prompts import compile_program, score
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def run(config: PAGConfig, lm: dspy.BaseLM | None = None, check: StudentCheck | 
     """
     import mlflow
 
-    from parlmt.programs import tracking
+    from parlmt import tracking
 
     config.check()
     out = Path(config.out)
@@ -67,17 +68,17 @@ def run(config: PAGConfig, lm: dspy.BaseLM | None = None, check: StudentCheck | 
     lm = lm or make_teacher_lm(config)
     program = load_teacher_program(config)
     check = check if check is not None else student_check(config)
-    tracking.experiment(config.experiment, root=config.mlflow_root)
+    tracking.experiment(config.experiment, root=config.mlruns)
     started = time.perf_counter()
-    name = config.run_name or f"pag-{config.teacher}-{config.optimizer}-{'+'.join(config.categories)}"
+    name = config.run_name or f"pag-{config.teacher}-{config.optimizer}-{config.categories.replace(',', '+')}"
     tags = {"stage": "optimize", "teacher": config.teacher, "optimizer": config.optimizer, "dataset": str(out)}
     with mlflow.start_run(run_name=name, nested=True, tags=tags) as mlflow_run:
         mlflow.log_params({k: str(v) for k, v in config.to_dict().items()})
         extra = {}
         if config.optimizer != "none":
             mlflow.dspy.autolog(log_compiles=True, log_evals=True)
-            dev_ids = [t.id for t in pag_tasks(config, split="dev", limit=config.dev_limit)]
-            train_ids = [t.id for t in pag_tasks(config)]
+            dev_ids = [t.id for t in select_tasks(config.categories, "dev", config.dev_limit)]
+            train_ids = [t.id for t in select_tasks(config.categories, config.split, config.limit)]
             extra["dev_turn_accuracy_before"] = score(program, lm, dev_ids, config.threads)
             program = compile_program(program, config.optimizer, lm, train_ids, config.threads)
             extra["dev_turn_accuracy_after"] = score(program, lm, dev_ids, config.threads)

@@ -1,4 +1,4 @@
-"""The progress-aware agent and its baseline as DSPy modules, their trajectories, evaluation and tracking.
+"""The progress-aware agent and its baseline as DSPy modules, their trajectories and evaluation.
 
 - ``agents``: ``ProgressAwareAgent`` (Summarize -> Plan -> Act) and ``FullHistoryAgent`` (Act on raw history).
 - ``episode``: the bookkeeping both share (prompts from the environment, recorded module calls, scoring).
@@ -7,7 +7,6 @@
 - ``metrics``: DSPy metrics for optimizers and the aggregate figures of an evaluation.
 - ``evaluate``: threaded, resumable runs over tasks, as MLflow runs; official BFCL result files.
 - ``oracle``: the ground-truth oracle as the agent's modules (reference teacher, RL replay, SFT rows).
-- ``tracking``: the MLflow store (SQLite + artifacts under ``mlruns/``).
 - ``user``: ``SimulatedUser``, a tau2 customer (tau2's user-simulator prompt) played by any DSPy LM.
 
 Names are imported on first use (PEP 562) so that ``parlmt --help`` does not load DSPy.

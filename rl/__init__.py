@@ -7,7 +7,8 @@
 - ``advantages``: leave-one-out advantages grouped by (task, turn, module, call index).
 - ``grpo``: ``PAGRLTrainer`` (a minimal ``trl.GRPOTrainer`` subclass) and ``train_rl``.
 - ``sft``: ``train_sft`` (TRL ``SFTTrainer`` + PEFT LoRA).
-- ``tracking``: MLflow runs, metrics, the completions table and the adapter artifact.
+- ``tracking``: training-stage MLflow runs, metrics, the completions table and the adapter artifact
+  (the store itself: ``parlmt.tracking``).
 - ``policy``: the model being trained, base + LoRA.
 - ``fused_head``: TRL's fused LM head scoring only completion tokens on CPU.
 

@@ -54,11 +54,10 @@ def config_from_args(config_class: type[StageConfig], args: argparse.Namespace) 
 
 
 def run_data(args: argparse.Namespace) -> int:
-    from parlmt.envs import load_tasks
+    from parlmt.envs import select_tasks
     from parlmt.rl.data import reference_rows, save_rows
 
-    tasks = [task for category in args.categories.split(",")
-             for task in load_tasks(category.strip(), split=args.split)[: args.limit]]
+    tasks = select_tasks(args.categories, args.split, args.limit)
     modules = args.modules.split(",") if args.modules else None
     rows = reference_rows(tasks, program=args.program, modules=modules, tool_docs=args.tool_docs,
                           replies=args.replies)

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from parlmt.envs import Task, load_task, load_tasks
+from parlmt.envs import Task, select_tasks
 from parlmt.models import TransformersLM
 from parlmt.programs.metrics import aggregate
 from parlmt.rl.advantages import group_advantages, zero_spread_share
@@ -340,12 +340,7 @@ class RLResult:
 def training_tasks(config: PAGRLConfig, split: str) -> list[Task]:
     """The tasks of every category in ``config.categories`` in ``split`` (at most ``max_tasks`` each);
     for the training split, ``config.tasks`` instead when given."""
-    if config.tasks and split == config.split:
-        return [load_task(task_id.strip()) for task_id in config.tasks.split(",")]
-    tasks = []
-    for category in config.categories.split(","):
-        tasks += load_tasks(category.strip(), split=split)[: config.max_tasks]
-    return tasks
+    return select_tasks(config.categories, split, config.max_tasks, config.tasks if split == config.split else None)
 
 
 def grpo_args(config: PAGRLConfig) -> GRPOConfig:

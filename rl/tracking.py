@@ -3,7 +3,7 @@ metric, the sample completions table and the final adapter.
 
 ``mlflow.dspy.autolog`` makes no run for training and TRL's ``report_to="mlflow"`` drops the
 completions table, so runs are started here and a ``TrainerCallback`` forwards the trainer's logs.
-The store is the one every stage shares (``programs.tracking``: SQLite + artifacts under mlruns/).
+The store is the one every stage shares (``parlmt.tracking``: SQLite + artifacts under mlruns/).
 """
 
 import dataclasses
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from parlmt.programs.tracking import experiment
+from parlmt.tracking import experiment
 
 RUN_ID_FILE = "mlflow_run_id"  # in output_dir: a resumed training continues its run
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from parlmt.envs import CATEGORIES, BFCLEnv, Call, load_task, load_tasks, make_env, parse_calls
+from parlmt.envs import CATEGORIES, BFCLEnv, Call, load_task, load_tasks, make_env, parse_calls, select_tasks
 from parlmt.envs.base import EMPTY_TURN, FORCE_TERMINATED, RESPONSE_MISMATCH, STATE_MISMATCH
 from parlmt.envs.bfcl import (
     _bfcl,
@@ -91,6 +91,20 @@ def test_dataset_shape(bfcl_tasks):
             "test": 60,
         }
     assert load_task("multi_turn_long_context_7") is load_task("bfcl:long_context:7")
+
+
+def test_select_tasks_is_the_one_selection_of_every_stage():
+    chosen = select_tasks("base, miss_func,py:todo", split="dev", limit=2)
+    assert [t.id for t in chosen] == ["bfcl:base:7", "bfcl:base:14", "bfcl:miss_func:7", "bfcl:miss_func:14",
+                                      "py:todo:2"]  # limit per source; py:todo has one dev task
+    assert chosen[:2] == load_tasks("bfcl:base", split="dev")[:2] and {t.meta["split"] for t in chosen} == {"dev"}
+    assert len(select_tasks("base")) == 200 and len(select_tasks("bfcl", split="test")) == 240
+    by_id = select_tasks("base", split="dev", limit=1, tasks="bfcl:base:3, multi_turn_miss_param_5")
+    assert [t.id for t in by_id] == ["bfcl:base:3", "bfcl:miss_param:5"]  # ids instead of sources, whatever their split
+    with pytest.raises(ValueError, match=r"unknown task source 'bsae'; known sources: bfcl:base, .*py:todo"):
+        select_tasks("base,bsae")
+    with pytest.raises(ValueError, match="unknown split 'validation'; choose from train, dev, test"):
+        select_tasks("base", split="validation")
 
 
 def test_ground_truth_replay_passes_all_800(bfcl_tasks):

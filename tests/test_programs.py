@@ -349,17 +349,41 @@ def test_eval_cli_resumes_only_an_evaluation_with_the_same_settings(tmp_path, mo
 
 def test_run_names_change_with_every_setting_that_changes_results():
     from parlmt.cli import build_parser
-    from parlmt.programs.cli import run_name
+    from parlmt.programs.cli import config_from_args
 
     def name(*options: str) -> str:
-        return run_name(build_parser().parse_args(["eval", "--categories", "base", *options]))
+        return config_from_args(build_parser().parse_args(["eval", "--categories", "base", *options])).run_name()
 
     assert name() == "progress-embedded_student-base-all"  # defaults keep the names of earlier runs
     changed = [name("--max-steps-per-turn", "5"), name("--refresh", "step"), name("--max-tokens", "64"),
                name("--temperature", "0.7"), name("--api-base", "http://localhost:8000/v1"),
                name("--tool-docs", "brief")]
     assert changed[0] == "progress-embedded_student-base-all-max_steps_per_turn_5"
-    assert len({name(), *changed}) == 7 and name("--threads", "4") == name()
+    assert len({name(), *changed}) == 7 and name("--threads", "4") == name("--batch", "8") == name()
+
+
+def test_eval_options_are_the_eval_config_fields_and_bad_values_stop_before_any_work(tmp_path, capsys):
+    import dataclasses
+
+    from parlmt.cli import build_parser
+    from parlmt.programs.cli import config_from_args
+    from parlmt.programs.config import EvalConfig
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(f"--{item.name.replace('_', '-')}" in text for item in dataclasses.fields(EvalConfig))
+    assert "--threads THREADS, --batch THREADS" in text and "--no-traces" in text and "--no-progress" in text
+    assert "replayed-turn accuracy" in text and "(default: 20)" in text
+    config = config_from_args(build_parser().parse_args(["eval", "--batch", "2", "--no-progress", "--restart"]))
+    assert (config.threads, config.progress, config.restart, config.traces) == (2, False, True, True)
+
+    out = tmp_path / "eval.jsonl"
+    assert main(["eval", "--categories", "base,bsae", "--out", str(out)]) == 2
+    assert "unknown task source 'bsae'; known sources: bfcl:base" in capsys.readouterr().err
+    assert main(["eval", "--refresh", "often", "--out", str(out)]) == 2
+    assert "refresh must be 'turn' or 'step'" in capsys.readouterr().err
+    assert not out.exists()
 
 
 # --- the embedded student, end to end, into MLflow ----------------------------------------

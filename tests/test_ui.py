@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright
 from parlmt import demo
 from parlmt.cli import main
 from parlmt.models.serve import free_port
-from parlmt.programs.tracking import UIServer
+from parlmt.tracking import UIServer
 
 EXPAND = "button[data-component-id*='runnamecellrenderer']"  # the +/- beside a parent run's name
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

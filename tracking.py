@@ -1,15 +1,19 @@
-"""The MLflow store every stage logs to: a SQLite backend and an artifact folder, both under ``mlruns/``.
+"""The MLflow store every stage logs to: a SQLite backend and an artifact folder, both under ``mlruns/``;
+``parlmt ui`` opens it.
 
 The tracking URI is always set explicitly (never read from the environment), so a run lands where
 the caller says: by default the repository's ``mlruns/`` (``mlruns/mlflow.db`` and
-``mlruns/artifacts/<experiment>``), or any other folder, or any tracking URI.
+``mlruns/artifacts/<experiment>``), or any other folder, or any tracking URI. Eval, optimize, train
+and the demo all go through ``experiment``; what only training runs need is in ``rl/tracking.py``.
 """
 
+import argparse
+import sys
 from pathlib import Path
 
-from parlmt.server import ServerProcess
+from parlmt.server import ServerProcess, run_until_stopped
 
-_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+_PACKAGE_ROOT = Path(__file__).resolve().parent  # the repository root is the package
 
 
 def default_root() -> Path:
@@ -66,8 +70,6 @@ class UIServer(ServerProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        import sys
-
         return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
                 "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
                 "--default-artifact-root", (self.root / "artifacts").as_uri(), "--workers", "1"]
@@ -80,3 +82,19 @@ class UIServer(ServerProcess):
                 return True
         except OSError:
             return False
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ui = subparsers.add_parser("ui", help="open the MLflow UI over mlruns/ (every eval, optimize and train run)")
+    ui.add_argument("--mlruns", type=Path, help="MLflow folder (default: the repository's mlruns/)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=run_ui)
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    try:
+        server = UIServer(args.mlruns, args.port)
+        return run_until_stopped(server, f"MLflow UI at {server.url}  (store: {server.root}; Ctrl-C to stop)")
+    except (FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
