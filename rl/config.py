@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from parlmt.envs.tooldocs import TOOL_DOCS
 from parlmt.options import option
+from parlmt.rl.rewards import REWARD_TERMS, reward_weights
 
 
 @dataclass
@@ -154,11 +155,11 @@ class PAGRLConfig(StageConfig):
                            "per sequence, which lets padding rows dilute it.", "dapo")
     epsilon: float = option("PPO clip range of the probability ratio.", 0.2)
     scale_advantages: bool = option("Divide advantages by their group's reward std (GRPO); off: Dr. GRPO.", False)
-    w_format: float = option("Weight of the format-validity term (parseable, known function, schema-valid args).", 0.2)
-    w_calls: float = option("Weight of call correctness (F1 against the turn's ground truth).", 0.5)
-    w_turn: float = option("Weight of turn success (the checker's state and response match).", 1.0)
-    w_episode: float = option("Weight of episode success (official checker over the turns played).", 0.5)
-    w_efficiency: float = option("Weight of the efficiency penalty (repeated or surplus calls).", 0.2)
+    reward_weights: str | None = option(
+        "Reward term weights to change, as name=value pairs (e.g. turn=2,plan=0.3); the others keep their defaults: "
+        + ", ".join(f"{name}={term.weight}" for name, term in REWARD_TERMS.items())
+        + " (format validity, call F1, turn and episode success, the repeated/surplus-call penalty, the plan naming "
+          "the turn's functions: rl/rewards.py).")
     eval_steps: int = option("Greedy accuracy on dev states every this many steps; 0: never.", 25)
     eval_states: int = option("Dev states in that evaluation.", 8)
     learning_rate: float = option("Peak learning rate (AdamW).", 2e-5)
@@ -166,9 +167,8 @@ class PAGRLConfig(StageConfig):
     output_dir: str = option("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/rl")
 
     def weights(self) -> dict[str, float]:
-        """The reward weights by term name (``rewards.REWARD_TERMS``)."""
-        return {"format": self.w_format, "calls": self.w_calls, "turn": self.w_turn, "episode": self.w_episode,
-                "efficiency": self.w_efficiency}
+        """The weight of every registered reward term (``rewards.REWARD_TERMS``)."""
+        return reward_weights(self.reward_weights)
 
     def __post_init__(self):
         if self.program not in ("progress", "fullhistory"):
@@ -177,6 +177,9 @@ class PAGRLConfig(StageConfig):
             raise ValueError(f"refresh must be turn or step, got {self.refresh!r}")
         if self.tool_docs not in TOOL_DOCS:
             raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {self.tool_docs!r}")
+        # Every weight spelled out (an unknown term or a malformed pair fails here, before any model loads), so
+        # the run's params in MLflow show the weights the run used.
+        self.reward_weights = ",".join(f"{name}={value:g}" for name, value in self.weights().items())
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: advantages compare rollouts of the same state")
         if self.loss_type not in ("dapo", "dr_grpo"):

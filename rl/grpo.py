@@ -176,10 +176,9 @@ class PAGRLTrainer(GRPOTrainer):
         rank = self.accelerator.process_index
         rows, samples = [], []
         for number, rollout in rollouts:
-            terms_by_turn = {turn: reward_terms(outcome) for turn, outcome in rollout.outcomes.items()}
             for sample in rollout.samples:
                 turn = sample.tags["turn"]
-                terms = terms_by_turn[turn]
+                terms = reward_terms(rollout.outcomes[turn], sample.tags["module"], sample.text)
                 rows.append({
                     "prompt": f"{rollout.task_id} turn {turn} {sample.tags['module']}#{sample.tags['index']}",
                     "key": (rollout.task_id, rollout.start, turn, sample.tags["module"], sample.tags["index"]),
@@ -227,10 +226,13 @@ class PAGRLTrainer(GRPOTrainer):
 
         metrics = self._metrics["train"]
         outcomes = gather_object([reward_terms(o) for _, r in rollouts for o in r.outcomes.values()])
-        weights = self.pag.weights()
-        for name in REWARD_TERMS:
-            metrics[f"pag/{name}"].append(mean(o[name] for o in outcomes))
-        metrics["pag/reward"].append(mean(composite(o, weights) for o in outcomes))
+        scored = gather_object([{name: row[f"reward_{name}"] for name in REWARD_TERMS} for row in rows
+                                if row["key"] is not None])
+        for name, term in REWARD_TERMS.items():  # a turn's term over played turns, a module's over its samples
+            values = [t[name] for t in (outcomes if term.module is None else scored) if t[name] is not None]
+            if values:
+                metrics[f"pag/{name}"].append(mean(values))
+        metrics["pag/reward"].append(mean(composite(o, self.pag.weights()) for o in outcomes))
         samples = [s for _, r in rollouts for s in r.samples]
         step = self.state.global_step + 1
         self._table = gather_object([
@@ -282,7 +284,8 @@ class PAGRLTrainer(GRPOTrainer):
             self.model.train(was_training)
         if not outcomes:
             return {}
-        figures = {f"dev/{name}": mean(o[name] for o in outcomes) for name in REWARD_TERMS}
+        figures = {f"dev/{name}": mean(o[name] for o in outcomes) for name, term in REWARD_TERMS.items()
+                   if term.module is None}
         dev = aggregate(trajectories)
         figures.update({f"dev/{key}": dev[key] for key in ("accuracy", "accuracy_low", "accuracy_high")})
         figures["dev/reward"] = mean(composite(o, config.weights()) for o in outcomes)

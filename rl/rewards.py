@@ -1,9 +1,11 @@
 """The composite PAG-RL reward: small pure functions of one played turn, weighted and summed.
 
 Each term reads a ``TurnOutcome`` (what the program did in one user turn, the turn's ground
-truth and the environment's verdicts) and returns a float; ``RLConfig`` holds one weight per
-term (``w_<term>``), and every term is logged on its own. Ranges are fixed so weights mean the
-same thing for every task:
+truth and the environment's verdicts) and returns a float. A term registered for a module also
+reads that module's output and scores only its samples (``plan``); the others score the turn,
+and every sample of the turn gets them. ``REWARD_TERMS`` registers each term with its default
+weight; ``PAGRLConfig.reward_weights`` overrides weights by name, and every term is logged on its
+own. Ranges are fixed so weights mean the same thing for every task:
 
 - ``format``: share of Act outputs that were usable: parseable, calling known and visible
   functions with schema-valid arguments (a reply counts as usable). [0, 1]
@@ -16,8 +18,13 @@ same thing for every task:
 - ``efficiency``: minus the share of calls that repeat an earlier call of the turn or go
   beyond the ground-truth count (a repeated ``authenticate_travel`` fails BFCL's state check;
   extra calls cost latency even when harmless). [-1, 0]
+- ``plan`` (Plan samples only): share of the functions the turn's ground truth calls that the plan
+  names. [0, 1]; weight 0 by default.
+
+A new term is a function here and one ``REWARD_TERMS`` entry; nothing else changes.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -115,23 +122,63 @@ def efficiency(outcome: TurnOutcome) -> float:
     return 0.0 - min(1.0, max(repeated, surplus) / max(1, len(outcome.truth)))
 
 
-REWARD_TERMS: dict[str, Callable[[TurnOutcome], float]] = {
-    "format": format_validity,
-    "calls": call_correctness,
-    "turn": turn_success,
-    "episode": episode_success,
-    "efficiency": efficiency,
+def plan_coverage(outcome: TurnOutcome, plan: str) -> float:
+    """Share of the distinct functions of the turn's ground truth that ``plan`` names (1 when there are none)."""
+    names = {call.name for call in map(_parse, outcome.truth) if call is not None}
+    if not names:
+        return 1.0
+    return sum(re.search(rf"\b{re.escape(name)}\b", plan) is not None for name in names) / len(names)
+
+
+@dataclass(frozen=True)
+class RewardTerm:
+    """A registered term: ``score(outcome)``, or for a ``module``'s term ``score(outcome, text)`` of one of
+    its samples; ``weight`` is its default weight."""
+
+    score: Callable[..., float]
+    weight: float
+    module: str | None = None
+
+
+REWARD_TERMS: dict[str, RewardTerm] = {
+    "format": RewardTerm(format_validity, 0.2),
+    "calls": RewardTerm(call_correctness, 0.5),
+    "turn": RewardTerm(turn_success, 1.0),
+    "episode": RewardTerm(episode_success, 0.5),
+    "efficiency": RewardTerm(efficiency, 0.2),
+    "plan": RewardTerm(plan_coverage, 0.0, module="plan"),
 }
 
 
-def reward_terms(outcome: TurnOutcome) -> dict[str, float]:
-    """Every term of one turn, by name."""
-    return {name: term(outcome) for name, term in REWARD_TERMS.items()}
+def reward_terms(outcome: TurnOutcome, module: str | None = None, text: str = "") -> dict[str, float | None]:
+    """Every term by name for a sample of ``module`` with output ``text`` in the turn ``outcome``: the turn's
+    terms, the terms of ``module``, and None for other modules' terms (module None: the turn's terms only)."""
+    return {name: term.score(outcome) if term.module is None else
+            term.score(outcome, text) if term.module == module else None
+            for name, term in REWARD_TERMS.items()}
 
 
-def composite(terms: dict[str, float], weights: dict[str, float]) -> float:
-    """The weighted sum of the terms (a term with no weight counts 0)."""
-    return sum(weights.get(name, 0.0) * value for name, value in terms.items())
+def composite(terms: dict[str, float | None], weights: dict[str, float]) -> float:
+    """The weighted sum of the terms that apply (None: another module's term)."""
+    if terms.keys() != weights.keys():
+        raise ValueError(f"the terms {sorted(terms)} and the weights {sorted(weights)} differ")
+    return sum(weights[name] * value for name, value in terms.items() if value is not None)
+
+
+def reward_weights(overrides: str | None = None) -> dict[str, float]:
+    """Every registered term's weight: its default, or the value ``overrides`` gives it
+    (``"turn=2,plan=0.3"``). An unknown term or a malformed pair is an error."""
+    weights = {name: term.weight for name, term in REWARD_TERMS.items()}
+    for pair in filter(None, (p.strip() for p in (overrides or "").split(","))):
+        name, _, value = pair.partition("=")
+        name = name.strip()
+        if name not in weights:
+            raise ValueError(f"unknown reward term {name!r}; the terms are {', '.join(weights)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"reward weight {pair!r} is not name=number") from None
+    return weights
 
 
 def _parse(text: str) -> Call | None:

@@ -89,9 +89,10 @@ def log_reward_plot(log_history: list[dict], terms: list[str], path: str = "rewa
         return
     figure, axes = plt.subplots(figsize=(7, 4))
     for name in ["reward", *terms]:
-        axes.plot([e["step"] for e in steps], [e[f"pag/{name}"] for e in steps], marker="o",
+        logged = [e for e in steps if f"pag/{name}" in e]  # a module's term: steps that sampled that module
+        axes.plot([e["step"] for e in logged], [e[f"pag/{name}"] for e in logged], marker="o",
                   label=name, linewidth=2.5 if name == "reward" else 1.2)
-    axes.set(xlabel="RL step", ylabel="mean over played turns", title="PAG-RL reward terms")
+    axes.set(xlabel="RL step", ylabel="mean over played turns (or samples)", title="PAG-RL reward terms")
     axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
     mlflow.log_figure(figure, path)

@@ -18,9 +18,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def test_preset_then_explicit_options():
     args = parse(["train", "rl", "--preset", "cpu-smoke", "--program", "fullhistory", "--max-steps", "7",
-                  "--w-turn", "2.5", "--no-gradient-checkpointing"])
+                  "--reward-weights", "turn=2.5, plan=0.3", "--no-gradient-checkpointing"])
     config = rl_cli.config_from_args(PAGRLConfig, args)
-    assert config.program == "fullhistory" and config.max_steps == 7 and config.w_turn == 2.5
+    assert config.program == "fullhistory" and config.max_steps == 7
+    assert config.weights() == {"format": 0.2, "calls": 0.5, "turn": 2.5, "episode": 0.5, "efficiency": 0.2,
+                                "plan": 0.3}
+    assert config.reward_weights == "format=0.2,calls=0.5,turn=2.5,episode=0.5,efficiency=0.2,plan=0.3"
+    for bad, message in (("turns=1", "unknown reward term 'turns'; the terms are format, calls"),
+                         ("turn=high", "'turn=high' is not name=number")):
+        with pytest.raises(ValueError, match=message):
+            rl_cli.config_from_args(PAGRLConfig, parse(["train", "rl", "--reward-weights", bad]))
     assert config.num_generations == PAGRLConfig.PRESETS["cpu-smoke"]["num_generations"]
     assert config.adapter is None  # no --adapter: the "w/o PAG" ablation (no SFT warm-up)
     assert rl_cli.config_from_args(PAGRLConfig, parse(["train", "rl"])) == PAGRLConfig()

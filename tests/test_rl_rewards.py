@@ -15,7 +15,9 @@ from parlmt.rl.rewards import (
     efficiency,
     episode_success,
     format_validity,
+    plan_coverage,
     reward_terms,
+    reward_weights,
     turn_success,
 )
 
@@ -40,7 +42,7 @@ def played(task_id: str, *outputs: str) -> TurnOutcome:
 
 def test_right_call_scores_full_marks():
     terms = reward_terms(played("py:todo:0", RIGHT))
-    assert terms == {"format": 1.0, "calls": 1.0, "turn": 1.0, "episode": 0.0, "efficiency": 0.0}
+    assert terms == {"format": 1.0, "calls": 1.0, "turn": 1.0, "episode": 0.0, "efficiency": 0.0, "plan": None}
     # the episode check covers every turn: turn 1 was not played, so only a cut episode passes
     assert episode_success(TurnOutcome((), (), True, True)) == 1.0
 
@@ -73,7 +75,8 @@ def test_redundant_call_is_penalised():
 def test_unparseable_output():
     outcome = played("py:todo:0", "[add_item(title='buy milk'")
     assert outcome.steps[0].format_error
-    assert reward_terms(outcome) == {"format": 0.0, "calls": 0.0, "turn": 0.0, "episode": 0.0, "efficiency": 0.0}
+    assert reward_terms(outcome) == {"format": 0.0, "calls": 0.0, "turn": 0.0, "episode": 0.0, "efficiency": 0.0,
+                                     "plan": None}
 
 
 def test_no_calls_when_none_are_expected():
@@ -84,10 +87,27 @@ def test_no_calls_when_none_are_expected():
 
 
 def test_composite_weights_every_term():
-    terms = reward_terms(played("py:todo:0", RIGHT))
-    assert set(terms) == set(REWARD_TERMS)
-    weights = {"format": 0.2, "calls": 0.5, "turn": 1.0, "episode": 0.5, "efficiency": 0.2}
+    outcome = played("py:todo:0", RIGHT)
+    terms = reward_terms(outcome)
+    assert set(terms) == set(REWARD_TERMS) and terms["plan"] is None  # a Plan sample's term; this is the turn
+    weights = reward_weights()
     assert composite(terms, weights) == pytest.approx(0.2 + 0.5 + 1.0)
+    plan = reward_terms(outcome, "plan", "1. add_item(title='buy milk', tags=['home'])")
+    assert plan["plan"] == 1.0 and {k: v for k, v in plan.items() if k != "plan"} == {
+        k: v for k, v in terms.items() if k != "plan"}
+    assert composite(plan, reward_weights("plan=0.5")) == pytest.approx(0.2 + 0.5 + 1.0 + 0.5)
+    assert reward_terms(outcome, "act", RIGHT)["plan"] is None
+    with pytest.raises(ValueError, match="differ"):  # a term without a weight is an error, never a silent 0
+        composite(terms, {name: 1.0 for name in terms if name != "efficiency"})
+
+
+def test_plan_coverage_is_the_share_of_the_turns_functions_the_plan_names():
+    truth = ("cd(folder='a')", "cd(folder='b')", "mv(source='x', destination='y')")
+    outcome = TurnOutcome((), truth, passed=False, episode_passed=False)
+    assert plan_coverage(outcome, "1. cd into a, then b\n2. mv x to y") == 1.0
+    assert plan_coverage(outcome, "1. change directory\n2. move: mv x y") == 0.5
+    assert plan_coverage(outcome, "1. abcd, then mvx") == 0.0  # a name inside another word does not count
+    assert plan_coverage(TurnOutcome((), (), passed=True, episode_passed=True), "anything") == 1.0
 
 
 def test_advantages_group_by_module_call_across_rollouts():

@@ -170,7 +170,7 @@ def test_rl_changes_the_lora_weights_and_logs_every_metric(rl_run):
     metrics = run.data.metrics
     assert metrics["dev/accuracy_low"] <= metrics["dev/accuracy"] <= metrics["dev/accuracy_high"]
     assert [m.step for m in client.get_metric_history(result.run_id, "pag/reward")] == [1, 2]
-    assert run.data.params["program"] == "progress" and run.data.params["w_turn"] == "1.0"
+    assert run.data.params["program"] == "progress" and "turn=1," in run.data.params["reward_weights"]
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"adapter", "completions.json"} <= artifacts
     table = client.load_table(run.info.experiment_id, "completions.json", run_ids=[result.run_id])
