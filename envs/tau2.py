@@ -19,7 +19,9 @@ telecom task asks). What this module adds:
   user how to behave). With ``Tau2Env(task, user=...)`` a ``User`` writes every user message
   instead, the opening one included, from the conversation so far; it may run the customer's own
   tools (``user_step``; telecom: their phone) and ends the conversation with tau2's stop token.
-  ``user_system_prompt(task)`` is tau2's published user-simulator prompt for that user;
+  A user that raises (an LM timeout), writes nothing, or never stops (``max_user_turns``) fails the
+  episode with its own error type, never the run. ``user_system_prompt(task)`` is tau2's published
+  user-simulator prompt for that user;
 - isolation: importing tau2 loads a ``.env`` file, sets ``litellm.drop_params``, turns litellm's
   cache off, logs at DEBUG through loguru and points results into site-packages; ``_tau2()``
   imports it once and undoes or contains each of these (see there).
@@ -44,6 +46,7 @@ TAU2_VERSION = os.environ.get("PARLMT_TAU2_VERSION", "26.3")
 DOMAINS = ("airline", "retail", "telecom")
 GREETING = "Hi! How can I help you today?"  # tau2's orchestrator opens every conversation with it
 USER_ENDINGS = ("###STOP###", "###TRANSFER###", "###OUT-OF-SCOPE###")  # tau2's user simulator ends with one
+MAX_USER_TURNS = 30  # user messages a conversation may have before it is cut off
 
 # Error types of a failed tau2 episode, one per check of the reward basis.
 TERMINATED = "tau2:terminated"
@@ -51,6 +54,10 @@ DB_MISMATCH = "tau2:db_mismatch"
 ENV_ASSERTION_FAILED = "tau2:env_assertion_failed"
 ACTION_MISSING = "tau2:action_missing"
 COMMUNICATE_MISSING = "tau2:communicate_missing"
+# ... and of an episode the simulated user failed (tau2 gives these reward 0 as well).
+USER_ERROR = "tau2:user_error"  # the user raised: an LM timeout or outage
+USER_EMPTY = "tau2:user_empty"  # the user wrote nothing, or stopped before asking for anything
+USER_TURN_CAP = "tau2:max_user_turns"  # the user never ended the conversation
 
 # litellm settings tau2 changes at import (drop_params, cache, callbacks, debug info).
 _LITELLM_SETTINGS = ("drop_params", "cache", "suppress_debug_info", "input_callback", "success_callback",
@@ -258,10 +265,11 @@ class Tau2Env(ToolEnv):
 
     With a ``user``, the user's messages are its answers (the opening one included) and the
     conversation goes on until it stops; after ``max_user_turns`` messages the episode is cut off,
-    terminated as tau2's step limit terminates a simulation (reward 0)."""
+    terminated as tau2's step limit terminates a simulation (reward 0). A user that raises or writes
+    nothing ends the episode the same way; ``score_episode`` says which of the three happened."""
 
-    def __init__(self, task: Task | None = None, *, user: User | None = None, max_user_turns: int = 30,
-                 **options):
+    def __init__(self, task: Task | None = None, *, user: User | None = None,
+                 max_user_turns: int = MAX_USER_TURNS, **options):
         self.user = user
         self.max_user_turns = max_user_turns
         super().__init__(task, **options)
@@ -273,6 +281,7 @@ class Tau2Env(ToolEnv):
         self._pending: list[tuple] = []
         self._call_count = 0
         self._verdict: tuple[tuple, object] | None = None
+        self._failure: tuple[bool, str, str] | None = None  # (False, reason, error type) when the user failed
         super().reset(self._given)
         tau2 = _tau2()
         self._user_schemas = {schema["name"]: schema for schema in self.task.meta["user_tools"]}
@@ -281,8 +290,10 @@ class Tau2Env(ToolEnv):
             self._messages.append(tau2.message.UserMessage(role="user", content=self.task.meta["request"]))
             return self.user_message
         opening = self._ask_user()
-        if opening is None:
-            raise RuntimeError(f"{self.task.id}: the simulated user ended the conversation before it began")
+        if opening is None:  # the episode is over before the agent's first turn
+            if self._failure is None:
+                self._fail(USER_EMPTY, "the simulated user ended the conversation before asking for anything")
+            return self.user_message
         policy = self.task.turns[0].partition("</policy>\n\n")[0]
         self.task = dataclasses.replace(self.task, turns=(f"{policy}</policy>\n\n{opening}",))
         return self.user_message
@@ -296,8 +307,8 @@ class Tau2Env(ToolEnv):
         if message is None:
             return super().next_turn()
         if len(self.task.turns) >= self.max_user_turns:
-            self._terminated = True
-            return None
+            return self._fail(USER_TURN_CAP, f"the simulated user did not end the conversation within "
+                                             f"{self.max_user_turns} messages")
         self.task = dataclasses.replace(self.task, turns=(*self.task.turns, message),
                                         ground_truth=(*self.task.ground_truth, ()))
         return super().next_turn()
@@ -317,13 +328,24 @@ class Tau2Env(ToolEnv):
         return lines
 
     def _ask_user(self) -> str | None:
-        """The user's next message, recorded; None when it ends the conversation."""
-        message = self.user.respond(self)
-        if message is not None and message.strip():
+        """The user's next message, recorded; None when it ends the conversation: it stopped, or it
+        failed (raised, or wrote nothing), which fails the episode."""
+        try:
+            message = self.user.respond(self)
+        except Exception as error:  # a user LM's timeout fails this episode, not the evaluation it is part of
+            return self._fail(USER_ERROR, f"the simulated user failed: {type(error).__name__}: {error}")
+        if message is not None and not message.strip():
+            return self._fail(USER_EMPTY, "the simulated user wrote an empty message")
+        if message is not None:
             self._messages.append(_tau2().message.UserMessage(role="user", content=message))
         if message is None or any(end in message for end in USER_ENDINGS):
             return None
         return message
+
+    def _fail(self, error_type: str, reason: str) -> None:
+        """End the episode as a failure of the user (tau2 scores a terminated simulation 0)."""
+        self._failure = (False, reason, error_type)
+        self._terminated = True
 
     def _backends(self, task: Task) -> dict[str, object]:
         environment = _tau2().registry.get_env_constructor(task.meta["domain"])()
@@ -401,9 +423,13 @@ class Tau2Env(ToolEnv):
         if self._verdict is None or self._verdict[0] != key:
             tau2 = _tau2()
             reason = tau2.simulation.TerminationReason
+            termination = reason.USER_STOP
+            if self._terminated:  # the user failed (not by running on: that is tau2's step limit), or a step cap
+                failed = self._failure is not None and self._failure[2] != USER_TURN_CAP
+                termination = reason.USER_ERROR if failed else reason.MAX_STEPS
             run = tau2.simulation.SimulationRun(
                 id=self.task.id, task_id=self.task.meta["official_id"], start_time="", end_time="", duration=0.0,
-                termination_reason=reason.MAX_STEPS if self._terminated else reason.USER_STOP,
+                termination_reason=termination,
                 messages=list(self._messages),
             )
             with decimal.localcontext():
@@ -419,13 +445,15 @@ class Tau2Env(ToolEnv):
     def _score_current_turn(self) -> TurnScore:
         if self._turn < len(self.task.turns) - 1:  # a user answered: tau2 scores only the finished conversation
             return TurnScore(self._turn, True, "tau2 scores the conversation when it ends", checked=False)
-        passed, reason, error_type = _explain(self.reward_info())
-        return TurnScore(self._turn, passed, reason, error_type)
+        return TurnScore(self._turn, *self._outcome())
 
     def score_episode(self) -> EpisodeScore:
-        """tau2's evaluator verdict on the whole episode: passed when the reward is 1.0."""
-        passed, reason, error_type = _explain(self.reward_info())
-        return EpisodeScore(passed, reason, error_type, self._all_turn_scores())
+        """tau2's evaluator verdict on the whole episode: passed when the reward is 1.0; an episode the
+        user failed fails with the user's error type (tau2's reward is 0)."""
+        return EpisodeScore(*self._outcome(), self._all_turn_scores())
+
+    def _outcome(self) -> tuple[bool, str, str | None]:
+        return self._failure or _explain(self.reward_info())
 
 
 def _explain(info) -> tuple[bool, str, str | None]:

@@ -4,7 +4,7 @@
 - ``episode``: the bookkeeping both share (prompts from the environment, recorded module calls, scoring).
 - ``parsing``: Act's calls text -> ``Call`` objects (Python calls, JSON, fences, ``<tool_call>`` tags).
 - ``trajectory``: the per-episode record, saved as JSON lines; what optimize/ and rl/ consume.
-- ``metrics``: DSPy metrics for optimizers and the aggregate figures of an evaluation.
+- ``metrics``: DSPy metrics for optimizers and the aggregate figures of an evaluation (pass^k over trials).
 - ``evaluate``: threaded, resumable runs over tasks, as MLflow runs; official BFCL result files.
 - ``oracle``: the ground-truth oracle as the agent's modules (reference teacher, RL replay, SFT rows).
 - ``user``: ``SimulatedUser``, a tau2 customer (tau2's user-simulator prompt) played by any DSPy LM.
@@ -23,6 +23,7 @@ _EXPORTS = {
     "append_jsonl": "trajectory", "read_jsonl": "trajectory",
     "task_success": "metrics", "turn_accuracy": "metrics", "feedback": "metrics", "examples": "metrics",
     "aggregate": "metrics", "by_category": "metrics", "act_prompt_tokens_by_turn": "metrics",
+    "trials": "metrics", "pass_hat_k": "metrics",
     "oracle_program": "oracle",
     "run_episodes": "evaluate", "EvalResult": "evaluate", "bfcl_results": "evaluate", "write_bfcl_results": "evaluate",
     "SimulatedUser": "user",

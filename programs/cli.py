@@ -30,7 +30,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from parlmt.models.lm import make_lm
     from parlmt.programs.agents import build_program, load_program
     from parlmt.programs.evaluate import ResumeError, check_settings, evaluate, settings_file
-    from parlmt.programs.metrics import turn_states
+    from parlmt.programs.metrics import trials, turn_states
+    from parlmt.programs.user import require_simulated_user
     from parlmt.tracking import experiment
 
     config = config_from_args(args)
@@ -41,17 +42,24 @@ def run_eval(args: argparse.Namespace) -> int:
             program = build_program(config.program, max_steps_per_turn=config.max_steps_per_turn,
                                     refresh=config.refresh, tool_docs=config.tool_docs)
         tasks = select_tasks(config.categories, config.split, config.limit, config.tasks)
+        if config.user_lm:
+            require_simulated_user(tasks)
+        if config.trials > 1 and config.temperature <= 0:  # greedy decoding would play k identical trials
+            raise ValueError(f"--trials {config.trials} needs --temperature above 0 (it samples the agent and the "
+                             "user alike), or every trial plays the same")
+        tasks = trials(turn_states(tasks) if config.replayed_turns else tasks, config.trials)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if config.replayed_turns:
-        tasks = turn_states(tasks)
     name = config.run_name()
     out = Path(config.out) if config.out else Path("outputs/eval") / f"{name}.jsonl"
     settings = {"lm": config.lm, "api_base": config.api_base, "adapter": config.adapter,
                 "max_tokens": config.max_tokens, "temperature": config.temperature,
                 "replayed_turns": config.replayed_turns,
                 **program.config()}  # config: the program's max_steps_per_turn, refresh, tool_docs
+    if config.user_lm:  # only then: files recorded before there was a user resume as they were
+        settings |= {"user_lm": config.user_lm, "user_api_base": config.user_api_base,
+                     "max_user_turns": config.max_user_turns}
     if config.program.endswith(".json"):  # a program optimized again into the same file acts differently
         settings["program_sha256"] = hashlib.sha256(Path(config.program).read_bytes()).hexdigest()
     if config.restart:
@@ -63,14 +71,22 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     lm = make_lm(config.lm, config.max_tokens, config.temperature, config.adapter, config.api_base)
+    user_lm = None
+    if config.user_lm:  # the agent's own LM when it is the same model (without an adapter): loaded once
+        same = (config.user_lm, config.user_api_base) == (config.lm, config.api_base) and not config.adapter
+        user_lm = lm if same else make_lm(config.user_lm, config.max_tokens, config.temperature,
+                                          api_base=config.user_api_base)
     experiment(config.experiment, config.mlruns, config.tracking_uri)
     params = {"program": config.program, "lm": config.lm, "api_base": config.api_base, "adapter": config.adapter,
               "categories": config.categories, "split": config.split, "limit": config.limit,
               "threads": config.threads, "replayed_turns": config.replayed_turns,
-              "max_tokens": config.max_tokens, "temperature": config.temperature}
+              "max_tokens": config.max_tokens, "temperature": config.temperature, "user_lm": config.user_lm,
+              "user_api_base": config.user_api_base, "max_user_turns": config.max_user_turns,
+              "trials": config.trials}
     result = evaluate(program, tasks, lm, out, name, params=params,
                       tags={"program": config.program, "model": config.lm, "adapter": config.adapter or ""},
-                      threads=config.threads, traces=config.traces, progress=config.progress)
+                      threads=config.threads, traces=config.traces, progress=config.progress, user_lm=user_lm,
+                      max_user_turns=config.max_user_turns)
     if config.replayed_turns:
         print("each episode plays one (entry, turn) state, earlier turns replayed: accuracy = replayed-turn accuracy")
     print(format_table(result.table, result.wall_s))
@@ -86,5 +102,10 @@ def format_table(table: dict, wall_s: float) -> str:
     for category, figures in table.items():
         rows.append(f"{category:<14}" + "".join(f"{fmt.format(figures[key]):>{w}}"
                                                for (key, _, fmt), w in zip(TABLE_COLUMNS, widths, strict=True)))
+    for category, figures in table.items():  # tau2's pass^k, where tasks were played in trials
+        passes = [f"pass^{key.rpartition('_')[2]} {value:.3f}" for key, value in figures.items()
+                  if key.startswith("pass_hat_")]
+        if passes:
+            rows.append(f"{category:<14}" + "  ".join(passes))
     rows.append(f"wall time {wall_s:.1f} s")
     return "\n".join(rows)

@@ -6,12 +6,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from parlmt.envs.tau2 import MAX_USER_TURNS
 from parlmt.options import option
 
 # Options that change an episode's result besides the program, LM, adapter and tasks: those given another
 # value than their default name the run (so its own file), and all are recorded beside the file.
 RESULT_OPTIONS = ("max_steps_per_turn", "refresh", "tool_docs", "max_tokens", "temperature", "api_base",
-                  "replayed_turns")
+                  "replayed_turns", "user_lm", "user_api_base", "max_user_turns")
 
 
 @dataclass
@@ -31,6 +32,14 @@ class EvalConfig:
     replayed_turns: bool = option("Score every (entry, turn) state on its own, the earlier turns replayed from the "
                                   "ground truth: accuracy is then the replayed-turn accuracy, which does not compound "
                                   "errors.", False)
+    user_lm: str | None = option("A simulated user played by this LM (any --lm value) writes every customer message of "
+                                 "tau2 tasks (tau2's user-simulator prompt), with the same --max-tokens and "
+                                 "--temperature; unset: one scripted turn, the customer's request.")
+    user_api_base: str | None = option("Endpoint of the user LM's OpenAI-compatible server.")
+    max_user_turns: int = option("User messages a conversation with the simulated user may have; past them the "
+                                 "episode fails (tau2:max_user_turns).", MAX_USER_TURNS)
+    trials: int = option("Play every task this many times (ids <task id>#<trial>) and report tau2's pass^1..pass^k; "
+                         "above 1 it needs --temperature above 0.", 1)
     threads: int = option("Episodes played at once: an in-process model batches their calls into one generate, a "
                           "remote LM gets parallel requests.", 4, aliases=("--batch",))
     max_steps_per_turn: int = option("Act steps per turn (BFCL: 20).", 20)
@@ -51,10 +60,11 @@ class EvalConfig:
 
     def run_name(self) -> str:
         """A file-safe name that is the same for the same evaluation, so a rerun resumes it: the program,
-        LM, tasks and adapter, and each of ``RESULT_OPTIONS`` given another value than its default."""
+        LM, tasks, trials and adapter, and each of ``RESULT_OPTIONS`` given another value than its default."""
         program = Path(self.program).stem if self.program.endswith(".json") else self.program
         defaults = {item.name: item.default for item in dataclasses.fields(self)}
         changed = [f"{key}={getattr(self, key)}" for key in RESULT_OPTIONS if getattr(self, key) != defaults[key]]
         parts = [program, self.lm, self.tasks or self.categories, self.split or "all",
-                 f"n{self.limit}" if self.limit else "", Path(self.adapter).name if self.adapter else "", *changed]
+                 f"n{self.limit}" if self.limit else "", f"trials{self.trials}" if self.trials > 1 else "",
+                 Path(self.adapter).name if self.adapter else "", *changed]
         return re.sub(r"[^\w.-]+", "_", "-".join(p for p in parts if p))

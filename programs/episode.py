@@ -52,7 +52,8 @@ class Episode:
         self._started = time.perf_counter()
         self._stopped = False
         self._tool_docs: tuple[int, str] | None = None
-        self._open_turn()
+        if self.request is not None:  # a simulated user may end an episode before its first turn (a failure)
+            self._open_turn()
         while self.turn < self.env.task.start:
             self._replay_turn()
 

@@ -20,13 +20,16 @@ from pathlib import Path
 
 import dspy
 
-from parlmt.envs import Task
+from parlmt.envs import Task, ToolEnv, make_env
+from parlmt.envs.tau2 import MAX_USER_TURNS, USER_ERROR
 from parlmt.programs.metrics import PROGRAM_ERROR, by_category
 from parlmt.programs.trajectory import Trajectory, append_jsonl, read_jsonl, scalar_meta
+from parlmt.programs.user import SimulatedUser, require_simulated_user
 
 log = logging.getLogger(__name__)
 
 BFCL_VERSION_PREFIX = "BFCL_v4"  # result file names: BFCL_v4_multi_turn_<category>_result.json
+RETRIED = (PROGRAM_ERROR, USER_ERROR)  # episodes a resumed run plays again: a crash or a user LM outage
 
 
 class ResumeError(ValueError):
@@ -64,6 +67,8 @@ def run_episodes(
     out: str | Path,
     threads: int = 1,
     on_episode: Callable[[Trajectory], None] | None = None,
+    user_lm: dspy.BaseLM | None = None,
+    max_user_turns: int = MAX_USER_TURNS,
 ) -> list[Trajectory]:
     """Run ``program`` on every task not already in ``out`` and return all trajectories in task order.
 
@@ -72,19 +77,32 @@ def run_episodes(
     a CPU is memory-bound, so a batch costs little more than one call); a remote LM gets parallel
     requests. A program that raises is recorded as a failed episode (``error_type``
     ``parlmt:program_error``) instead of stopping the run; ``on_episode`` sees each finished episode.
+
+    With ``user_lm`` (tau2 tasks only) a ``SimulatedUser`` played by it writes every user message, in
+    conversations of at most ``max_user_turns`` messages; given ``lm`` itself, the user's calls take
+    the thread's lane too. Episodes that crashed or whose user LM failed are played again on resume.
     """
+    if user_lm is not None:
+        require_simulated_user(tasks)
     out = Path(out)
-    done = {t.task_id: t for t in read_jsonl(out) if t.error_type != PROGRAM_ERROR} if out.exists() else {}
+    done = {t.task_id: t for t in read_jsonl(out) if t.error_type not in RETRIED} if out.exists() else {}
     lock = threading.Lock()
     todo = [task for task in tasks if task.id not in done]
     if len(todo) < len(tasks):
         log.info("resuming %d episodes from %s; %d to run", len(tasks) - len(todo), out, len(todo))
     pending, played = iter(todo), {}
 
+    def played_on(task: Task, lane: dspy.BaseLM) -> Task | ToolEnv:
+        """What the program plays: the task, or its environment with the simulated user (who opens it)."""
+        if user_lm is None:
+            return task
+        user = SimulatedUser(lane if user_lm is lm else user_lm)
+        return make_env(task, max_steps_per_turn=program.max_steps_per_turn, user=user, max_user_turns=max_user_turns)
+
     def play(task: Task, lm: dspy.BaseLM) -> None:
         with dspy.context(lm=lm):
             try:
-                trajectory = program(task=task).trajectory
+                trajectory = program(task=played_on(task, lm)).trajectory
             except Exception as error:  # one broken episode must not end a long evaluation
                 trajectory = Trajectory(task.id, getattr(program, "program_name", type(program).__name__),
                                         meta=scalar_meta(task.meta), passed=False, error_type=PROGRAM_ERROR,
@@ -170,11 +188,14 @@ class EvalResult:
 
 def evaluate(program: dspy.Module, tasks: Sequence[Task], lm: dspy.BaseLM, out: str | Path, name: str,
              params: dict | None = None, tags: dict | None = None, threads: int = 1, traces: bool = True,
-             progress: bool = True) -> EvalResult:
+             progress: bool = True, user_lm: dspy.BaseLM | None = None,
+             max_user_turns: int = MAX_USER_TURNS) -> EvalResult:
     """``run_episodes`` as an MLflow run named ``name`` in the active experiment (nested under the
     active run, if any): params, the figures of ``metrics.by_category`` (``<category>/<figure>`` and,
     for all tasks, the bare names every stage shares), a per-episode table, the trajectories, a
-    summary JSON and the BFCL result files. DSPy traces are recorded unless ``traces`` is off."""
+    summary JSON and the BFCL result files. DSPy traces are recorded unless ``traces`` is off.
+    ``user_lm`` plays a simulated user on tau2 tasks (``run_episodes``); tasks expanded with
+    ``metrics.trials`` add tau2's pass^k to the figures."""
     import mlflow
     from tqdm import tqdm
 
@@ -186,7 +207,8 @@ def evaluate(program: dspy.Module, tasks: Sequence[Task], lm: dspy.BaseLM, out: 
         with mlflow.start_run(run_name=name, nested=True, tags={"stage": "eval", **(tags or {})}) as run:
             mlflow.log_params({**(params or {}), "tasks": len(tasks), **program.config(), "out": str(out)})
             with tqdm(total=len(tasks), desc=name, disable=not progress, file=sys.stderr) as bar:
-                trajectories = run_episodes(program, tasks, lm, out, threads, on_episode=lambda _: bar.update())
+                trajectories = run_episodes(program, tasks, lm, out, threads, on_episode=lambda _: bar.update(),
+                                            user_lm=user_lm, max_user_turns=max_user_turns)
                 bar.update(len(tasks) - bar.n)  # episodes taken from the file count as done
             wall_s = time.perf_counter() - started
             table = by_category(trajectories)

@@ -4,8 +4,11 @@ The verdicts come from the environment (for BFCL, the official checker); these f
 read them off a program's prediction or trajectory.
 """
 
+import dataclasses
+import math
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from statistics import mean
 
 import dspy
@@ -56,9 +59,43 @@ def turn_states(tasks: list[Task]) -> list[Task]:
     return [task.from_turn(turn, turns=1) for task in tasks for turn in range(len(task.turns))]
 
 
+def trials(tasks: list[Task], k: int) -> list[Task]:
+    """Each task ``k`` times, each trial a task of its own (id ``<task id>#<trial>``, ``meta['trial_of']``
+    the task played), so trials are written and resumed like episodes; ``k`` = 1 leaves the tasks as they
+    are. Trials differ only when something samples: an LM at a temperature above 0."""
+    if k < 1:
+        raise ValueError(f"trials must be at least 1, got {k}")
+    if k == 1:
+        return list(tasks)
+    return [dataclasses.replace(task, id=f"{task.id}#{trial}", meta={**task.meta, "trial_of": task.id})
+            for task in tasks for trial in range(k)]
+
+
+def pass_hat_k(outcomes: Sequence[Sequence[bool]], k: int) -> float:
+    """tau2's pass^k (tau-bench, arXiv 2406.12045): the chance that ``k`` trials of a task drawn
+    without replacement all pass, C(c, k) / C(n, k) for a task with ``c`` successes in ``n`` trials,
+    averaged over tasks. ``outcomes`` holds each task's trial outcomes; every task needs ``k`` or more."""
+    if k < 1 or not outcomes or min(len(task) for task in outcomes) < k:
+        raise ValueError(f"pass^{k} needs k >= 1 and at least k trials of every task")
+    return mean(math.comb(sum(task), k) / math.comb(len(task), k) for task in outcomes)
+
+
+def pass_hat(trajectories: list[Trajectory]) -> dict[str, float]:
+    """``pass_hat_<k>`` (tau2's name for pass^k) for k = 1 to the fewest trials of a task, over the
+    episodes that are trials (``trials``); empty when there are none. pass^1 is the mean success."""
+    by_task = defaultdict(list)
+    for trajectory in trajectories:
+        if "trial_of" in trajectory.meta:
+            by_task[trajectory.meta["trial_of"]].append(bool(trajectory.passed))
+    outcomes = list(by_task.values())
+    most = min((len(task) for task in outcomes), default=0)
+    return {f"pass_hat_{k}": pass_hat_k(outcomes, k) for k in range(1, most + 1)}
+
+
 def entry_of(trajectory: Trajectory) -> str:
-    """The entry an episode belongs to: its task, or the task whose state it started from."""
-    return trajectory.meta.get("state_of") or trajectory.task_id
+    """The entry an episode belongs to: its task, the task whose state it started from, or the task it
+    is a trial of."""
+    return trajectory.meta.get("state_of") or trajectory.meta.get("trial_of") or trajectory.task_id
 
 
 def accuracy_interval(trajectories: list[Trajectory], confidence: float = 0.95) -> tuple[float, float]:
@@ -82,8 +119,9 @@ def accuracy_interval(trajectories: list[Trajectory], confidence: float = 0.95) 
 
 def aggregate(trajectories: list[Trajectory]) -> dict[str, float]:
     """Episodes, entries, accuracy with its 95% interval (bootstrap over entries), turn accuracy,
-    format validity, mean Act steps per turn, mean prompt and completion tokens per Act call, and LM
-    seconds per episode. On ``turn_states`` episodes accuracy is the replayed-turn accuracy."""
+    format validity, mean Act steps per turn, mean prompt and completion tokens per Act call, LM
+    seconds per episode, and pass^k over trials (``pass_hat``). On ``turn_states`` episodes accuracy is
+    the replayed-turn accuracy; on tau2 it is the mean reward (tau2's checks each give 0 or 1)."""
     acts = [call for t in trajectories for call in t.calls_of("act")]
     turns = [turn for t in trajectories for turn in t.turns if not turn.replayed]
     low, high = accuracy_interval(trajectories)
@@ -100,6 +138,7 @@ def aggregate(trajectories: list[Trajectory]) -> dict[str, float]:
         "act_completion_tokens": mean(call.completion_tokens for call in acts) if acts else 0.0,
         "lm_s_per_episode": mean(t.lm_s for t in trajectories) if trajectories else 0.0,
         "program_errors": sum(t.error_type == PROGRAM_ERROR for t in trajectories),
+        **pass_hat(trajectories),
     }
 
 

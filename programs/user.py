@@ -7,9 +7,11 @@ calls to them (``[toggle_airplane_mode()]``, parsed safely, never evaluated) run
 ``env.user_step`` and the simulator is asked again with the results, up to ``max_tool_rounds`` times.
 """
 
+from collections.abc import Sequence
+
 import dspy
 
-from parlmt.envs import CallError, parse_calls
+from parlmt.envs import CallError, Task, parse_calls
 from parlmt.envs.tau2 import Tau2Env, user_system_prompt
 
 _FLIPPED = {"assistant": "user", "user": "assistant"}
@@ -31,7 +33,7 @@ class SimulatedUser:
         for _ in range(self.max_tool_rounds + 1):
             messages = [system, *(self._flip(m) for m in env.conversation())]
             output = lm(messages=messages)[0]
-            text = (output["text"] if isinstance(output, dict) else str(output)).strip()
+            text = ((output.get("text") if isinstance(output, dict) else output) or "").strip()  # None: no content
             calls = self._own_tool_calls(text, env)
             if not calls:
                 return text
@@ -55,3 +57,13 @@ class SimulatedUser:
         except CallError:
             return []
         return calls if calls and all(call.name in names for call in calls) else []
+
+
+def require_simulated_user(tasks: Sequence[Task]) -> None:
+    """Raise ``ValueError`` unless every task's environment takes a simulated user: tau2's do; BFCL
+    and task files script their user turns, so a user LM there would silently go unused."""
+    scripted = [task.id for task in tasks if task.meta.get("source") != "tau2"]
+    if scripted:
+        shown = ", ".join(scripted[:3]) + (f" and {len(scripted) - 3} more" if len(scripted) > 3 else "")
+        raise ValueError(f"a simulated user (user LM) plays tau2 tasks only; {shown} script their user turns: "
+                         "choose tau2:<domain> tasks or leave the user LM out")

@@ -25,6 +25,9 @@ from parlmt.envs.tau2 import (
     ENV_ASSERTION_FAILED,
     GREETING,
     TERMINATED,
+    USER_EMPTY,
+    USER_ERROR,
+    USER_TURN_CAP,
     Tau2Env,
     _tau2,
     replay_expected,
@@ -186,7 +189,7 @@ def test_a_user_answers_each_reply_until_it_stops():
     env.reply("Try again.")
     assert env.next_turn() == "Still broken." and env.turn == 1 and not env.score_turn(0).checked
     env.reply("Try again.")
-    assert env.next_turn() is None and env.score_episode().error_type == TERMINATED  # cut off: tau2 gives 0
+    assert env.next_turn() is None and env.score_episode().error_type == USER_TURN_CAP and env.reward() == 0.0
 
 
 def test_an_agent_plays_a_tau2_task_and_its_reply_is_checked():
@@ -218,14 +221,6 @@ def test_simulated_user_prompt_and_tools():
     prompt = user_system_prompt(task)
     assert "<scenario>" in prompt and "555-123-2002" in prompt and "###STOP###" in prompt
 
-    class ScriptedLM:  # answers as dspy.LM(messages=...) does: a list of completions
-        def __init__(self, answers):
-            self.answers, self.calls = list(answers), []
-
-        def __call__(self, messages):
-            self.calls.append(messages)
-            return [self.answers.pop(0)]
-
     lm = ScriptedLM(["My data is slow.", "[check_status_bar()]", "It shows no service."])
     lm_calls = lm.calls
     env = Tau2Env(task, user=SimulatedUser(lm))
@@ -234,6 +229,154 @@ def test_simulated_user_prompt_and_tools():
     env.reply("What does your status bar show?")
     assert env.next_turn() == "It shows no service."  # after running its own tool once
     assert lm_calls[2][-1]["role"] == "user" and lm_calls[2][-1]["content"].startswith("Result: ")
+
+
+class ScriptedLM:
+    """A user LM as ``SimulatedUser`` calls it (``lm(messages=...)`` -> a list of completions): its answers
+    in order, an exception raised; the last answer repeats once the others are used."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = list(answers), []
+
+    def __call__(self, messages):
+        self.calls.append(messages)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return [answer]
+
+
+REPLY = {"calls": "[]", "reply": "How can I help?"}
+
+
+@pytest.mark.parametrize("answers, max_user_turns, error_type, reason, turns", [
+    ([TimeoutError("the user LM timed out")], 30, USER_ERROR, "failed: TimeoutError: the user LM timed out", 0),
+    (["I need to change a flight.", TimeoutError("timed out")], 30, USER_ERROR, "TimeoutError: timed out", 1),
+    (["I need to change a flight.", "  "], 30, USER_EMPTY, "wrote an empty message", 1),
+    (["I need to change a flight.", {"text": None}], 30, USER_EMPTY, "wrote an empty message", 1),
+    (["###STOP###"], 30, USER_EMPTY, "before asking for anything", 0),
+    (["Are you still there?"], 3, USER_TURN_CAP, "did not end the conversation within 3 messages", 3),
+])
+def test_a_failing_user_is_a_failed_episode_not_a_crash(tmp_path, answers, max_user_turns, error_type, reason,
+                                                        turns):
+    from dspy.utils import DummyLM
+
+    from parlmt.programs import FullHistoryAgent, run_episodes
+
+    out, task = tmp_path / "run.jsonl", load_task("tau2:airline:0")
+    (trajectory,) = run_episodes(FullHistoryAgent(max_steps_per_turn=2), [task], DummyLM([REPLY] * 5), out,
+                                 user_lm=ScriptedLM(answers), max_user_turns=max_user_turns)
+    assert trajectory.passed is False and trajectory.error_type == error_type and reason in trajectory.reason
+    assert len(trajectory.turns) == turns and len(trajectory.calls_of("act")) == turns  # the agent answered each
+    if error_type == USER_ERROR:  # a user LM outage is played again on resume, as a crash is
+        (retried,) = run_episodes(FullHistoryAgent(max_steps_per_turn=2), [task], DummyLM([REPLY] * 5), out,
+                                  user_lm=ScriptedLM(["I need help.", "Bye. ###STOP###"]))
+        assert retried.error_type != USER_ERROR and len(retried.turns) == 1
+
+
+def test_only_tau2_tasks_take_a_user_lm(tmp_path):
+    from dspy.utils import DummyLM
+
+    from parlmt.programs import FullHistoryAgent, run_episodes
+
+    with pytest.raises(ValueError, match="plays tau2 tasks only; bfcl:base:0 script their user turns"):
+        run_episodes(FullHistoryAgent(), [load_task("bfcl:base:0")], DummyLM([]), tmp_path / "run.jsonl",
+                     user_lm=ScriptedLM(["Hi."]))
+    assert not (tmp_path / "run.jsonl").exists()
+
+
+def _solving(task) -> tuple[list[dict], list[str]]:
+    """A scripted agent that plays ``task``'s expected actions and tells the user what they must hear,
+    and a scripted user that asks, then ends the conversation."""
+    agent = [{"calls": f"[{call}]", "reply": ""} for _, call in task.meta["expected_actions"]]
+    agent.append({"calls": "[]", "reply": " ".join(task.meta["communicate_info"])})
+    return agent, [f"Hi, {task.meta['request']}", "Thank you, that is all. ###STOP###"]
+
+
+def _retail_task():
+    return next(t for t in load_tasks("tau2:retail") if t.meta["communicate_info"]
+                and all(who == "assistant" for who, _ in t.meta["expected_actions"]))
+
+
+def test_python_api_plays_tau2_with_a_simulated_user_in_trials_with_pass_hat_k(tmp_path):
+    from dspy.utils import DummyLM
+
+    from parlmt.programs import FullHistoryAgent
+    from parlmt.programs.evaluate import evaluate
+    from parlmt.programs.metrics import trials
+    from parlmt.tracking import experiment
+
+    task = _retail_task()
+    agent, user = _solving(task)
+    experiment("tau2-user", tmp_path / "mlruns")
+    out = tmp_path / "run.jsonl"
+    # trial 0 solves the task; in trial 1 the agent gives up: tau2 scores 1 and 0
+    agent_lm = DummyLM([*agent, {"calls": "[]", "reply": "Sorry, I cannot do that."}])
+    result = evaluate(FullHistoryAgent(), trials([task], 2), agent_lm, out, "tau2-user", traces=False,
+                      progress=False, user_lm=ScriptedLM([*user, *user]))
+    first, second = result.trajectories
+    assert (first.task_id, second.task_id) == (f"{task.id}#0", f"{task.id}#1")
+    assert first.passed and first.turns[0].request.endswith(user[0]) and len(first.turns) == 1
+    assert not second.passed and second.error_type == DB_MISMATCH
+    figures = result.table["all"]
+    assert (figures["accuracy"], figures["pass_hat_1"], figures["pass_hat_2"], figures["entries"]) == (0.5, 0.5, 0, 1)
+    resumed = evaluate(FullHistoryAgent(), trials([task], 2), DummyLM([]), out, "tau2-user", traces=False,
+                       progress=False, user_lm=ScriptedLM([RuntimeError("must not be asked")]))
+    assert [t.to_dict() for t in resumed.trajectories] == [t.to_dict() for t in result.trajectories]
+
+
+def test_eval_cli_user_lm_and_trials(tmp_path, monkeypatch, capsys):
+    from dspy.utils import DummyLM
+    from mlflow.tracking import MlflowClient
+
+    import parlmt.models.lm
+    from parlmt.cli import build_parser
+    from parlmt.programs.cli import config_from_args
+    from parlmt.programs.evaluate import settings_file
+
+    task = _retail_task()
+    agent, user = _solving(task)
+    made = []
+
+    def scripted_lm(spec, *args, **kwargs):  # stands in for make_lm: no model is loaded
+        made.append(spec)
+        return DummyLM(agent * 2) if spec == "agent" else ScriptedLM(user * 2)
+
+    monkeypatch.setattr(parlmt.models.lm, "make_lm", scripted_lm)
+    mlruns, out = tmp_path / "mlruns", tmp_path / "eval.jsonl"
+
+    def run(*options: str) -> int:
+        return main(["eval", "--program", "fullhistory", "--lm", "agent", "--out", str(out), "--mlruns", str(mlruns),
+                     "--no-progress", "--no-traces", "--threads", "1", *options])
+
+    assert run("--categories", "base", "--user-lm", "user") == 2
+    assert "plays tau2 tasks only; bfcl:base:0, bfcl:base:1, bfcl:base:2 and 197 more" in capsys.readouterr().err
+    assert run("--tasks", task.id, "--trials", "2") == 2
+    assert "--trials 2 needs --temperature above 0" in capsys.readouterr().err
+    assert not made and not out.exists()
+
+    def name(*options: str) -> str:
+        return config_from_args(build_parser().parse_args(["eval", "--categories", "tau2:airline", *options])
+                                ).run_name()
+
+    assert name("--user-lm", "embedded:teacher", "--trials", "3", "--temperature", "0.7") == \
+        "progress-embedded_student-tau2_airline-all-trials3-temperature_0.7-user_lm_embedded_teacher"
+    assert len({name(), name("--user-lm", "a"), name("--user-lm", "b"), name("--user-lm", "a", "--max-user-turns", "5"),
+                name("--user-lm", "a", "--user-api-base", "http://localhost:8000/v1")}) == 5
+
+    assert run("--tasks", task.id, "--user-lm", "user", "--trials", "2", "--temperature", "0.5") == 0
+    printed = capsys.readouterr().out
+    assert "pass^1 1.000  pass^2 1.000" in printed and made == ["agent", "user"]
+    settings = json.loads(settings_file(out).read_text())
+    assert (settings["user_lm"], settings["user_api_base"], settings["max_user_turns"]) == ("user", None, 30)
+    client = MlflowClient(f"sqlite:///{mlruns / 'mlflow.db'}")
+    (mlflow_run,) = client.search_runs([client.get_experiment_by_name("parlmt-eval").experiment_id])
+    params = mlflow_run.data.params
+    assert (params["user_lm"], params["trials"], params["max_user_turns"]) == ("user", "2", "30")
+    assert mlflow_run.data.metrics["pass_hat_2"] == 1.0
+
+    assert run("--tasks", task.id, "--user-lm", "other", "--trials", "2", "--temperature", "0.5") == 1
+    assert "other settings (user_lm 'user' -> 'other')" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- isolation (subprocesses)
