@@ -65,5 +65,5 @@ def require_simulated_user(tasks: Sequence[Task]) -> None:
     scripted = [task.id for task in tasks if task.meta.get("source") != "tau2"]
     if scripted:
         shown = ", ".join(scripted[:3]) + (f" and {len(scripted) - 3} more" if len(scripted) > 3 else "")
-        raise ValueError(f"a simulated user (user LM) plays tau2 tasks only; {shown} script their user turns: "
+        raise ValueError(f"a simulated user (user LM) plays tau2 tasks only; {shown}: user turns are scripted there; "
                          "choose tau2:<domain> tasks or leave the user LM out")

@@ -279,7 +279,7 @@ def test_only_tau2_tasks_take_a_user_lm(tmp_path):
 
     from parlmt.programs import FullHistoryAgent, run_episodes
 
-    with pytest.raises(ValueError, match="plays tau2 tasks only; bfcl:base:0 script their user turns"):
+    with pytest.raises(ValueError, match="plays tau2 tasks only; bfcl:base:0: user turns are scripted there"):
         run_episodes(FullHistoryAgent(), [load_task("bfcl:base:0")], DummyLM([]), tmp_path / "run.jsonl",
                      user_lm=ScriptedLM(["Hi."]))
     assert not (tmp_path / "run.jsonl").exists()
