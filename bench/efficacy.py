@@ -31,6 +31,8 @@ from pathlib import Path
 
 from lm_speed import cpu_model
 
+from parlmt.envs.tooldocs import TOOL_DOCS
+
 REPO = Path(__file__).resolve().parents[1]
 PARLMT = [sys.executable, "-m", "parlmt.cli"]
 
@@ -58,7 +60,7 @@ def main() -> None:
     parser.add_argument("--modules", default="act", help="modules whose reference rows train")
     parser.add_argument("--replies", type=float, default=1.0,
                         help="share of Act reply rows kept in the data (0: only the rows that make calls)")
-    parser.add_argument("--tool-docs", choices=("full", "brief"), default="full",
+    parser.add_argument("--tool-docs", choices=TOOL_DOCS, default="full",
                         help="tool docs in data and evaluation prompts")
     parser.add_argument("--train-limit", type=int, default=40, help="train entries per category")
     parser.add_argument("--sft-steps", type=int, default=60)

@@ -11,7 +11,7 @@ import time
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
-from parlmt.envs import TOOL_DOCS, CallError, Task, ToolEnv, make_env, render_tool_docs
+from parlmt.envs import CallError, Task, ToolEnv, make_env, render_tool_docs
 from parlmt.envs.base import FORCE_TERMINATED
 from parlmt.programs.parsing import extract_calls, salvage_calls
 from parlmt.programs.trajectory import ActStep, ModuleCall, Trajectory, TurnRecord, scalar_meta
@@ -37,8 +37,6 @@ class Episode:
     turn: the turns before it are replayed from the ground truth first (``Task.from_turn``)."""
 
     def __init__(self, task: Task | str | ToolEnv, program: str, max_steps_per_turn: int, tool_docs: str = "full"):
-        if tool_docs not in TOOL_DOCS:
-            raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {tool_docs!r}")
         self.tool_docs = tool_docs
         self.env = task if isinstance(task, ToolEnv) else make_env(task, max_steps_per_turn=max_steps_per_turn)
         if self.env.max_steps_per_turn < max_steps_per_turn:  # the env would force-quit the model before the program

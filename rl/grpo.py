@@ -38,7 +38,7 @@ from parlmt.rl.config import PAGRLConfig
 from parlmt.rl.data import state_rows
 from parlmt.rl.fused_head import completion_tokens_only
 from parlmt.rl.policy import load_policy
-from parlmt.rl.rewards import REWARD_TERMS, composite, reward_terms
+from parlmt.rl.rewards import REWARD_TERMS, composite, reward_terms, with_module_terms
 from parlmt.rl.rollout import Rollout, play
 
 PADDING = "(padding)"
@@ -176,9 +176,11 @@ class PAGRLTrainer(GRPOTrainer):
         rank = self.accelerator.process_index
         rows, samples = [], []
         for number, rollout in rollouts:
+            terms_by_turn = {turn: reward_terms(outcome) for turn, outcome in rollout.outcomes.items()}
             for sample in rollout.samples:
                 turn = sample.tags["turn"]
-                terms = reward_terms(rollout.outcomes[turn], sample.tags["module"], sample.text)
+                terms = with_module_terms(terms_by_turn[turn], rollout.outcomes[turn], sample.tags["module"],
+                                          sample.text)
                 rows.append({
                     "prompt": f"{rollout.task_id} turn {turn} {sample.tags['module']}#{sample.tags['index']}",
                     "key": (rollout.task_id, rollout.start, turn, sample.tags["module"], sample.tags["index"]),

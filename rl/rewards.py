@@ -153,9 +153,15 @@ REWARD_TERMS: dict[str, RewardTerm] = {
 def reward_terms(outcome: TurnOutcome, module: str | None = None, text: str = "") -> dict[str, float | None]:
     """Every term by name for a sample of ``module`` with output ``text`` in the turn ``outcome``: the turn's
     terms, the terms of ``module``, and None for other modules' terms (module None: the turn's terms only)."""
-    return {name: term.score(outcome) if term.module is None else
-            term.score(outcome, text) if term.module == module else None
-            for name, term in REWARD_TERMS.items()}
+    turn = {name: term.score(outcome) if term.module is None else None for name, term in REWARD_TERMS.items()}
+    return with_module_terms(turn, outcome, module, text)
+
+
+def with_module_terms(turn_terms: dict[str, float | None], outcome: TurnOutcome, module: str,
+                      text: str) -> dict[str, float | None]:
+    """``turn_terms`` (``reward_terms(outcome)``) with ``module``'s own terms scored on ``text``."""
+    return {**turn_terms, **{name: term.score(outcome, text) for name, term in REWARD_TERMS.items()
+                             if term.module is not None and term.module == module}}
 
 
 def composite(terms: dict[str, float | None], weights: dict[str, float]) -> float:
