@@ -1,14 +1,15 @@
 """``parlmt demo``: the whole PARL-MT pipeline on the embedded defaults, each stage an MLflow run
 nested under one parent, then a table comparing the stages.
 
-Stages, in order (``STAGES``): evaluate FullHistoryAgent and ProgressAwareAgent on the states of a
-few dev entries (each (entry, turn) alone, earlier turns replayed: the replayed-turn accuracy),
-bootstrap PAG data on train entries (reference teacher by default), SFT warm-up, a few PAG-RL steps
-(``cpu-smoke``), and evaluate the SFT and RL adapters on the same dev states.
+Stages, in order (``STAGES``): evaluate the base student on fixed dev states (one (entry, turn)
+state of each of the first dev entries, earlier turns replayed: the replayed-turn accuracy), build
+PAG data from the reference teacher on train entries, the SFT warm-up, evaluate it, a few PAG-RL
+steps from it, evaluate them. Each trained evaluation reports its gain over the base student on the
+same states, with a paired 95% interval (bootstrap over entries).
 
 Re-running resumes: ``<out>/state.json`` records every finished stage (skipped next time) and the
-parent run; an interrupted stage continues from what it saved (episodes, PAG shards, checkpoints),
-and its unfinished MLflow run is deleted so the UI shows one run per stage.
+parent run; an interrupted stage continues from what it saved (episodes, checkpoints), and its
+unfinished MLflow run is deleted so the UI shows one run per stage.
 """
 
 import argparse
@@ -26,45 +27,43 @@ from parlmt.options import add_options, given_options, option
 
 log = logging.getLogger(__name__)
 
-STAGES = ("eval-fullhistory", "eval-progress", "pag", "sft", "rl", "eval-sft", "eval-rl")
-EVALS = {  # stage -> (program, the stage whose adapter it evaluates)
-    "eval-fullhistory": ("fullhistory", None), "eval-progress": ("progress", None),
-    "eval-sft": ("progress", "sft"), "eval-rl": ("progress", "rl"),
-}
+STAGES = ("eval-base", "data", "sft", "eval-sft", "rl", "eval-rl")
+EVALS = {"eval-base": None, "eval-sft": "sft", "eval-rl": "rl"}  # stage -> the stage whose adapter it evaluates
 COLUMNS = [("episodes", "n", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"), ("accuracy_low", "95% low", "{:.3f}"),
-           ("accuracy_high", "95% high", "{:.3f}"), ("turn_accuracy", "turn acc", "{:.3f}"),
-           ("format_validity", "format ok", "{:.3f}"), ("act_prompt_tokens", "act prompt tok", "{:.0f}"),
-           ("steps_per_turn", "steps/turn", "{:.2f}"), ("wall_s", "wall s", "{:.0f}")]
+           ("accuracy_high", "95% high", "{:.3f}"), ("gain", "gain", "{:+.3f}"), ("gain_low", "gain low", "{:+.3f}"),
+           ("gain_high", "gain high", "{:+.3f}"), ("format_validity", "format ok", "{:.3f}"),
+           ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("steps_per_turn", "steps/turn", "{:.2f}"),
+           ("wall_s", "wall s", "{:.0f}")]
 
 
 @dataclass
 class DemoConfig:
-    """What the demo runs on; every field is a ``parlmt demo`` option."""
+    """What the demo runs on; every field is a ``parlmt demo`` option. The defaults are the settings
+    measured to raise the 0.5B student's accuracy (bench/README.md, Efficacy)."""
 
     model: str = option("The student every stage uses: embedded:student, a .gguf file or a HF model folder.",
                        "embedded:student")
-    teacher: str = option("PAG teacher: reference (ground-truth oracle), embedded:teacher, or a litellm model string.",
-                         "reference")
-    dev_tasks: str = option("Dev entries every evaluation runs (the two 2-turn base entries of the dev split).",
-                           "bfcl:base:113,bfcl:base:144")
-    train_tasks: int = option("First train-split base entries used for PAG data and RL states.", 8)
-    verify_student: bool = option("Model-aware PAG verification; the untrained 0.5B student reproduces almost no "
-                                 "call, which leaves SFT nothing to train on.", False)
-    replayed_turns: bool = option("Evaluate every (entry, turn) state of the dev entries on its own, earlier turns "
-                                 "replayed from the ground truth (accuracy = replayed-turn accuracy, as `parlmt eval "
-                                 "--replayed-turns`); off: whole episodes (accuracy = official entry accuracy).", True)
-    max_steps_per_turn: int = option("Act steps per turn in the evaluations.", 4)
-    max_tokens: int = option("Completion cap per module call in the evaluations.", 192)
+    program: str = option("The agent every stage trains and evaluates: fullhistory (Act on the transcript) or "
+                         "progress (Summarize -> Plan -> Act).", "fullhistory")
+    categories: str = option("BFCL categories of the train and dev entries, comma-separated.", "base")
+    dev_limit: int = option("First dev entries per category the evaluations play.", 20)
+    states_per_entry: int | None = option("Replayed-turn states of each dev entry (turns chosen by a fixed hash); "
+                                         "unset: every turn.", 1)
+    train_limit: int = option("First train entries per category for the PAG data and the RL states.", 40)
+    replies: float = option("Share of the Act rows that end a turn (a reply, no call) kept in the data; with all of "
+                           "them the small student learns to reply at once.", 0.25)
+    tool_docs: str = option("Tool docs in every prompt: brief (signatures, one line each) or full.", "brief")
+    max_steps_per_turn: int = option("Act steps per turn, in training and evaluation.", 2)
+    max_tokens: int = option("Completion cap per module call, in RL rollouts and evaluation.", 96)
     batch: int = option("Dev episodes each evaluation plays at once, their LM calls batched into one generate.", 4)
-    sft_steps: int = option("SFT warm-up optimizer steps (cpu-smoke preset otherwise).", 8)
-    rl_steps: int = option("PAG-RL optimizer steps (cpu-smoke preset otherwise).", 3)
+    sft_steps: int = option("SFT warm-up optimizer steps (2 rows each).", 20)
+    rl_steps: int = option("PAG-RL optimizer steps (one state, 2 rollouts each).", 2)
     out: str = option("Folder of the demo's data, adapters, trajectories and state (re-running resumes it).",
                      "outputs/demo")
     mlruns: str | None = option("MLflow folder (default: the repository's mlruns/).", None)
     experiment: str = option("MLflow experiment of the parent run and its stage runs.", "parlmt-demo")
 
-    QUICK = {"dev_tasks": "bfcl:base:113", "train_tasks": 4, "sft_steps": 2, "rl_steps": 1,
-             "out": "outputs/demo-quick"}
+    QUICK = {"dev_limit": 2, "train_limit": 4, "sft_steps": 2, "rl_steps": 1, "out": "outputs/demo-quick"}
 
     def settings(self) -> dict:
         """What a resumed demo must share with the one it continues (where things are logged may differ)."""
@@ -79,43 +78,61 @@ class DemoError(RuntimeError):
 
 
 def _evaluate(name: str, config: DemoConfig, state: dict) -> dict:
-    from parlmt.envs import load_task
+    import mlflow
+
+    from parlmt.envs import select_tasks
     from parlmt.models import make_lm
     from parlmt.programs import build_program
     from parlmt.programs.evaluate import evaluate
-    from parlmt.programs.metrics import turn_states
+    from parlmt.programs.metrics import paired_gain, turn_states
+    from parlmt.programs.trajectory import read_jsonl
 
-    program_name, trained_by = EVALS[name]
+    trained_by = EVALS[name]
     adapter = state["stages"][trained_by]["adapter"] if trained_by else None
-    program = build_program(program_name, max_steps_per_turn=config.max_steps_per_turn)
-    tasks = [load_task(task_id.strip()) for task_id in config.dev_tasks.split(",")]
-    if config.replayed_turns:
-        tasks = turn_states(tasks)
+    program = build_program(config.program, max_steps_per_turn=config.max_steps_per_turn, tool_docs=config.tool_docs)
+    tasks = turn_states(select_tasks(config.categories, "dev", config.dev_limit), config.states_per_entry)
     lm = make_lm(config.model, config.max_tokens, 0.0, adapter)
-    tags = {"program": program_name, "model": config.model, "adapter": adapter or "",
+    tags = {"program": config.program, "model": config.model, "adapter": adapter or "",
             "dataset": state.get("dataset_version", "") if trained_by else ""}
     params = {"lm": config.model, "adapter": adapter, "max_tokens": config.max_tokens, "temperature": 0.0,
-              "replayed_turns": config.replayed_turns}
+              "replayed_turns": True, "states_per_entry": config.states_per_entry}
     result = evaluate(program, tasks, lm, Path(config.out) / f"{name}.jsonl", name, params=params, tags=tags,
                       threads=config.batch)
-    return {"run_id": result.run_id, **{key: result.table["all"][key] for key, *_ in COLUMNS if key != "wall_s"}}
+    row = {"run_id": result.run_id, **{key: result.table["all"][key] for key, *_ in COLUMNS if key in
+                                       result.table["all"]}}
+    if trained_by:
+        base = read_jsonl(Path(config.out) / "eval-base.jsonl")
+        row["gain"], row["gain_low"], row["gain_high"] = paired_gain(base, result.trajectories)
+        mlflow.log_metrics({"gain": row["gain"], "gain_low": row["gain_low"], "gain_high": row["gain_high"]},
+                           run_id=result.run_id)
+    return row
 
 
-def _pag(name: str, config: DemoConfig, state: dict) -> dict:
-    from parlmt.optimize import PAGConfig
-    from parlmt.optimize.pipeline import run
+def _data(name: str, config: DemoConfig, state: dict) -> dict:
+    import mlflow
 
-    out = Path(config.out) / "pag"
-    summary = run(PAGConfig(teacher=config.teacher, limit=config.train_tasks, verify_student=config.verify_student,
-                            student=config.model, out=str(out), mlruns=config.mlruns,
-                            experiment=config.experiment, run_name=name))
-    if summary["sft_rows"] == 0:
-        raise DemoError(f"PAG kept no step ({summary['rejected_by_reason']}), so SFT has nothing to train on: "
-                        "rerun with --restart and --no-verify-student, or a stronger --teacher")
-    version = hashlib.sha256((out / "sft.parquet").read_bytes()).hexdigest()[:12]
+    from parlmt.envs import select_tasks
+    from parlmt.rl.data import reference_rows, save_rows
+
+    tasks = select_tasks(config.categories, "train", config.train_limit)
+    path = Path(config.out) / "data.parquet"
+    with mlflow.start_run(run_name=name, nested=True, tags={"stage": "data", "teacher": "reference"}) as run:
+        rows = reference_rows(tasks, program=config.program, max_steps_per_turn=config.max_steps_per_turn,
+                              tool_docs=config.tool_docs, replies=config.replies)
+        if not rows:
+            raise DemoError(f"the reference teacher made no rows from {len(tasks)} train entries: raise --train-limit")
+        save_rows(rows, path)
+        version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        modules = {module: sum(r["module"] == module for r in rows) for module in sorted({r["module"] for r in rows})}
+        mlflow.log_params({"tasks": len(tasks), "program": config.program, "replies": config.replies,
+                           "tool_docs": config.tool_docs})
+        mlflow.log_metrics({"sft_rows": len(rows), **{f"rows_{m}": n for m, n in modules.items()}})
+        mlflow.set_tag("dataset", version)
+        mlflow.log_artifact(str(path))
     state["dataset_version"] = version
-    return {"run_id": summary["mlflow_run_id"], "dataset": str(out / "sft"), "dataset_version": version,
-            "note": f"{summary['steps_accepted']} steps kept, {summary['sft_rows']} SFT rows (v {version})"}
+    return {"run_id": run.info.run_id, "dataset": str(path), "dataset_version": version,
+            "note": f"PAG rows from the reference teacher: {len(rows)} {modules} from {len(tasks)} entries "
+                    f"(v {version})"}
 
 
 def _sft(name: str, config: DemoConfig, state: dict) -> dict:
@@ -124,8 +141,8 @@ def _sft(name: str, config: DemoConfig, state: dict) -> dict:
 
     output = Path(config.out) / "sft"
     result = train_sft(SFTWarmupConfig.from_preset(
-        "cpu-smoke", model=config.model, dataset=state["stages"]["pag"]["dataset"], max_steps=config.sft_steps,
-        save_steps=1, output_dir=str(output), resume=_checkpoint(output), mlruns=config.mlruns,
+        "cpu-smoke", model=config.model, dataset=state["stages"]["data"]["dataset"], max_steps=config.sft_steps,
+        learning_rate=2e-4, save_steps=5, output_dir=str(output), resume=_checkpoint(output), mlruns=config.mlruns,
         experiment=config.experiment, run_name=name), tags={"dataset": state["dataset_version"]})
     losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
     note = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else ""
@@ -138,7 +155,9 @@ def _rl(name: str, config: DemoConfig, state: dict) -> dict:
 
     output = Path(config.out) / "rl"
     result = train_rl(PAGRLConfig.from_preset(
-        "cpu-smoke", model=config.model, adapter=state["stages"]["sft"]["adapter"], max_tasks=config.train_tasks,
+        "cpu-smoke", model=config.model, adapter=state["stages"]["sft"]["adapter"], program=config.program,
+        tool_docs=config.tool_docs, categories=config.categories, max_tasks=config.train_limit,
+        max_steps_per_turn=config.max_steps_per_turn, max_completion_tokens=config.max_tokens,
         max_steps=config.rl_steps, save_steps=1, output_dir=str(output), resume=_checkpoint(output),
         mlruns=config.mlruns, experiment=config.experiment, run_name=name), tags={"dataset": state["dataset_version"]})
     rewards = [entry["pag/reward"] for entry in result.log_history if "pag/reward" in entry]
@@ -146,7 +165,7 @@ def _rl(name: str, config: DemoConfig, state: dict) -> dict:
     return {"run_id": result.run_id, "adapter": str(result.adapter), "note": note}
 
 
-STAGE_FUNCTIONS = {**{name: _evaluate for name in EVALS}, "pag": _pag, "sft": _sft, "rl": _rl}
+STAGE_FUNCTIONS = {**{name: _evaluate for name in EVALS}, "data": _data, "sft": _sft, "rl": _rl}
 
 
 def _checkpoint(output: Path) -> str | None:
@@ -169,7 +188,7 @@ def run_demo(config: DemoConfig) -> list[dict]:
     resolve(config.model)  # a missing or corrupt model fails here, before any stage
     experiment_id = experiment(config.experiment, config.mlruns)
     parent_id = state.get("parent_run_id")
-    tags = {"stage": "demo", "model": config.model, "teacher": config.teacher}
+    tags = {"stage": "demo", "model": config.model, "program": config.program}
     with mlflow.start_run(run_id=parent_id, run_name=None if parent_id else Path(config.out).name, tags=tags) as parent:
         if parent_id is None:
             state["parent_run_id"] = parent.info.run_id

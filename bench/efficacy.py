@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=60)
     parser.add_argument("--grad-accum", type=int, default=2, help="rows per SFT optimizer step")
     parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (alpha = 2 r)")
     parser.add_argument("--dev-limit", type=int, default=20, help="dev entries per category (all of their turns)")
     parser.add_argument("--max-steps-per-turn", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=96)
@@ -104,7 +105,8 @@ def main() -> None:
     evaluate("base")
     commands["sft"] = ["train", "sft", "--dataset", str(data), "--max-steps", str(args.sft_steps),
                        "--learning-rate", str(args.learning_rate), "--grad-accum", str(args.grad_accum),
-                       "--save-steps", "10", "--output-dir", str(out / "sft"), "--mlruns", str(out / "mlruns"),
+                       "--lora-r", str(args.lora_r), "--lora-alpha", str(2 * args.lora_r), "--save-steps", "10",
+                       "--output-dir", str(out / "sft"), "--mlruns", str(out / "mlruns"),
                        "--experiment", "efficacy"]
     if not adapter.exists():
         resume = ["--resume", "latest"] if any((out / "sft").glob("checkpoint-*")) else []
@@ -117,7 +119,8 @@ def main() -> None:
                 "ground truth; official BFCL checker), 95% interval by bootstrap over entries",
         "program": args.program, "categories": args.categories, "train_entries_per_category": args.train_limit,
         "replies": args.replies, "tool_docs": args.tool_docs, "sft_steps": args.sft_steps,
-        "grad_accum": args.grad_accum, "learning_rate": args.learning_rate, "modules": args.modules,
+        "grad_accum": args.grad_accum, "learning_rate": args.learning_rate, "lora_r": args.lora_r,
+        "modules": args.modules,
         "variants": {name: {category: {key: figures[key] for key in keep} for category, figures in table.items()}
                      for name, table in results.items()},
         "gain": {category: results["sft"][category]["accuracy"] - results["base"][category]["accuracy"]

@@ -37,6 +37,12 @@ def split_of(index: int, count: int) -> str:
     raise IndexError(f"task index {index} is outside 0..{count - 1}")
 
 
+def fixed_share(key: str) -> float:
+    """A number in [0, 1) fixed by ``key`` alone (its SHA-256): a subset chosen with it is the same on every
+    run and machine, and independent of how anything performed."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
 def carve_dev(train: Sequence[str], salt: str) -> set[str]:
     """The ids of a fixed ``train`` set that move to ``dev`` (benchmarks with their own train/test
     split, such as tau2): ``FRACTIONS['dev'] / (train + dev)`` of them, ordered by the SHA-256 of

@@ -47,7 +47,9 @@ def run_eval(args: argparse.Namespace) -> int:
         if config.trials > 1 and config.temperature <= 0:  # greedy decoding would play k identical trials
             raise ValueError(f"--trials {config.trials} needs --temperature above 0 (it samples the agent and the "
                              "user alike), or every trial plays the same")
-        tasks = trials(turn_states(tasks) if config.replayed_turns else tasks, config.trials)
+        if config.states_per_entry and not config.replayed_turns:
+            raise ValueError("--states-per-entry picks replayed-turn states: add --replayed-turns")
+        tasks = trials(turn_states(tasks, config.states_per_entry) if config.replayed_turns else tasks, config.trials)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -57,6 +59,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 "max_tokens": config.max_tokens, "temperature": config.temperature,
                 "replayed_turns": config.replayed_turns,
                 **program.config()}  # config: the program's max_steps_per_turn, refresh, tool_docs
+    if config.states_per_entry:  # only then, as for the user below: older files resume as they were
+        settings["states_per_entry"] = config.states_per_entry
     if config.user_lm:  # only then: files recorded before there was a user resume as they were
         settings |= {"user_lm": config.user_lm, "user_api_base": config.user_api_base,
                      "max_user_turns": config.max_user_turns}
@@ -80,6 +84,7 @@ def run_eval(args: argparse.Namespace) -> int:
     params = {"program": config.program, "lm": config.lm, "api_base": config.api_base, "adapter": config.adapter,
               "categories": config.categories, "split": config.split, "limit": config.limit,
               "threads": config.threads, "replayed_turns": config.replayed_turns,
+              "states_per_entry": config.states_per_entry,
               "max_tokens": config.max_tokens, "temperature": config.temperature, "user_lm": config.user_lm,
               "user_api_base": config.user_api_base, "max_user_turns": config.max_user_turns,
               "trials": config.trials}

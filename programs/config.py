@@ -12,7 +12,7 @@ from parlmt.options import option
 # Options that change an episode's result besides the program, LM, adapter and tasks: those given another
 # value than their default name the run (so its own file), and all are recorded beside the file.
 RESULT_OPTIONS = ("max_steps_per_turn", "refresh", "tool_docs", "max_tokens", "temperature", "api_base",
-                  "replayed_turns", "user_lm", "user_api_base", "max_user_turns")
+                  "replayed_turns", "states_per_entry", "user_lm", "user_api_base", "max_user_turns")
 
 
 @dataclass
@@ -32,6 +32,8 @@ class EvalConfig:
     replayed_turns: bool = option("Score every (entry, turn) state on its own, the earlier turns replayed from the "
                                   "ground truth: accuracy is then the replayed-turn accuracy, which does not compound "
                                   "errors.", False)
+    states_per_entry: int | None = option("With --replayed-turns: keep this many states of each entry, the turns "
+                                          "chosen by a fixed hash of (entry, turn) (unset: every turn).")
     user_lm: str | None = option("A simulated user played by this LM (any --lm value) writes every customer message of "
                                  "tau2 tasks (tau2's user-simulator prompt), with the same --max-tokens and "
                                  "--temperature; unset: one scripted turn, the customer's request.")

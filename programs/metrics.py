@@ -14,6 +14,7 @@ from statistics import mean
 import dspy
 
 from parlmt.envs import Task
+from parlmt.envs.splits import fixed_share
 from parlmt.programs.trajectory import Trajectory
 
 PROGRAM_ERROR = "parlmt:program_error"  # the program raised; the episode counts as failed
@@ -52,11 +53,21 @@ def act_prompt_tokens_by_turn(trajectories: list[Trajectory]) -> dict[int, float
     return {turn: mean(tokens) for turn, tokens in sorted(by_turn.items())}
 
 
-def turn_states(tasks: list[Task]) -> list[Task]:
+def turn_states(tasks: list[Task], per_entry: int | None = None) -> list[Task]:
     """Every (entry, turn) state of ``tasks``: one task per turn that plays that turn alone, the
     earlier ones replayed from the ground truth. Scored on these, accuracy is the turn accuracy with
-    earlier turns replayed, which does not compound a turn's errors into the next ones."""
-    return [task.from_turn(turn, turns=1) for task in tasks for turn in range(len(task.turns))]
+    earlier turns replayed, which does not compound a turn's errors into the next ones.
+
+    ``per_entry`` keeps that many states of each entry, the turns ranked by a fixed hash of (entry,
+    turn): a cheaper evaluation that still spreads over every entry, which is what the interval
+    (a bootstrap over entries) needs to be narrow."""
+    if per_entry is not None and per_entry < 1:
+        raise ValueError(f"states per entry must be at least 1, got {per_entry}")
+    states = []
+    for task in tasks:
+        turns = sorted(range(len(task.turns)), key=lambda turn: fixed_share(f"state:{task.id}@{turn}"))[:per_entry]
+        states += [task.from_turn(turn, turns=1) for turn in sorted(turns)]
+    return states
 
 
 def trials(tasks: list[Task], k: int) -> list[Task]:
@@ -104,14 +115,36 @@ def accuracy_interval(trajectories: list[Trajectory], confidence: float = 0.95) 
     groups = defaultdict(list)
     for trajectory in trajectories:
         groups[entry_of(trajectory)].append(bool(trajectory.passed))
-    if not groups:
+    return _bootstrap([(sum(passed), len(passed)) for passed in groups.values()], confidence)
+
+
+def paired_gain(base: list[Trajectory], trained: list[Trajectory],
+                confidence: float = 0.95) -> tuple[float, float, float]:
+    """Accuracy of ``trained`` minus that of ``base`` on the same episodes (task ids), and a
+    ``confidence`` interval of it by bootstrap over entries, each entry's episodes compared pairwise:
+    much narrower than two separate intervals, as the hard states are hard for both."""
+    before = {t.task_id: bool(t.passed) for t in base}
+    after = {t.task_id: bool(t.passed) for t in trained}
+    if set(before) != set(after) or not before:
+        raise ValueError(f"a paired gain needs the same episodes on both sides: {len(set(before) ^ set(after))} "
+                         f"of {len(set(before) | set(after))} are on one side only")
+    groups = defaultdict(list)
+    for trajectory in trained:
+        groups[entry_of(trajectory)].append(after[trajectory.task_id] - before[trajectory.task_id])
+    low, high = _bootstrap([(sum(gains), len(gains)) for gains in groups.values()], confidence)
+    return mean(after.values()) - mean(before.values()), low, high
+
+
+def _bootstrap(entries: list[tuple[int, int]], confidence: float) -> tuple[float, float]:
+    """The ``confidence`` interval of sum(value) / sum(count) over ``(value, count)`` entries drawn with
+    replacement."""
+    if not entries:
         return 0.0, 0.0
-    entries = [(sum(passed), len(passed)) for passed in groups.values()]
     rng = random.Random(0)
     figures = []
     for _ in range(RESAMPLES):
         drawn = rng.choices(entries, k=len(entries))
-        figures.append(sum(p for p, _ in drawn) / sum(n for _, n in drawn))
+        figures.append(sum(v for v, _ in drawn) / sum(n for _, n in drawn))
     figures.sort()
     tail = (1 - confidence) / 2
     return figures[int(tail * RESAMPLES)], figures[min(RESAMPLES - 1, int((1 - tail) * RESAMPLES))]

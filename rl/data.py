@@ -24,13 +24,13 @@ RL states
 message as ``prompt`` (what TRL's tables show; the rollout renders its own prompts).
 """
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
 import dspy
 
 from parlmt.envs import Task, make_env
+from parlmt.envs.splits import fixed_share
 from parlmt.programs.agents import SIGNATURES
 from parlmt.programs.oracle import oracle_program
 from parlmt.programs.trajectory import SFT_COLUMNS, ModuleCall, sft_row
@@ -56,18 +56,13 @@ def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: It
             trajectory = agent(task=env).trajectory
         rows += [sft_row(call.module, call.inputs, call.outputs, task.id, call.turn, call.step)
                  for call in trajectory.module_calls if call.module in wanted
-                 and not (_is_reply(call) and _share(task.id, call.turn) >= replies)]
+                 and not (_is_reply(call) and fixed_share(f"{task.id}@{call.turn}") >= replies)]
     return rows
 
 
 def _is_reply(call: ModuleCall) -> bool:
     return call.module == "act" and call.outputs.get("calls") == "[]"
 
-
-def _share(task_id: str, turn: int) -> float:
-    """A fixed number in [0, 1) for (task, turn): the same rows are kept on every run and machine."""
-    digest = hashlib.sha256(f"{task_id}@{turn}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def save_rows(rows: list[dict], path: str | Path) -> Path:

@@ -31,7 +31,7 @@ def tiny_model_dir(tmp_path_factory):
 
 
 # A short `parlmt demo`: every stage on the tiny model, one dev entry, a few tokens per module call.
-SHORT_DEMO = ["--quick", "--max-tokens", "16", "--max-steps-per-turn", "1", "--train-tasks", "2", "--sft-steps", "2"]
+SHORT_DEMO = ["--quick", "--max-tokens", "16", "--max-steps-per-turn", "1", "--train-limit", "2", "--sft-steps", "2"]
 
 
 @pytest.fixture(scope="session")

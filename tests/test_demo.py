@@ -33,15 +33,19 @@ def test_demo_runs_every_stage_as_a_nested_run_and_prints_the_table(demo_run):
     for name in demo.EVALS:
         metrics, tags = runs[name].data.metrics, runs[name].data.tags
         assert {"accuracy", "turn_accuracy", "act_prompt_tokens", "steps_per_turn"} <= set(metrics), name
-        assert tags["stage"] == "eval" and tags["program"] == demo.EVALS[name][0]
-        assert parent.data.metrics[f"{name}/turn_accuracy"] == metrics["turn_accuracy"]
-        # every (entry, turn) state of the dev entries, scored alone: one episode per state
-        assert (metrics["episodes"], metrics["entries"]) == (2, 1), name
+        assert tags["stage"] == "eval" and tags["program"] == "fullhistory"
+        assert parent.data.metrics[f"{name}/accuracy"] == metrics["accuracy"]
+        # one (entry, turn) state of each of the 2 dev entries, scored alone: one episode per state
+        assert (metrics["episodes"], metrics["entries"]) == (2, 2), name
         assert metrics["accuracy_low"] <= metrics["accuracy"] <= metrics["accuracy_high"], name
+        if demo.EVALS[name]:  # trained: its gain over the base student on the same states
+            gain = metrics["accuracy"] - runs["eval-base"].data.metrics["accuracy"]
+            assert metrics["gain"] == pytest.approx(gain) and metrics["gain_low"] <= gain <= metrics["gain_high"]
     assert runs["eval-rl"].data.tags["adapter"] == state["stages"]["rl"]["adapter"]
     assert runs["eval-rl"].data.tags["dataset"] == runs["sft"].data.tags["dataset"] == version
     assert runs["rl"].data.tags["adapter"] == state["stages"]["sft"]["adapter"]  # RL continues the SFT adapter
-    assert runs["pag"].data.metrics["sft_rows"] > 0 and runs["sft"].data.tags["stage"] == "sft"
+    assert runs["data"].data.metrics["sft_rows"] > 0 and runs["sft"].data.tags["stage"] == "sft"
+    assert runs["data"].data.tags["dataset"] == version
     rl_artifacts = {a.path for a in client.list_artifacts(runs["rl"].info.run_id)}
     assert {"reward_terms.png", "adapter", "completions.json"} <= rl_artifacts
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -78,7 +82,7 @@ def test_ctrl_c_during_sft_resumes_from_its_checkpoint_in_the_same_run(demo_cli,
     code, _, stderr = demo_cli(tmp_path)
     assert code == 130 and "run the same command to continue" in stderr
     state = json.loads((tmp_path / "demo" / "state.json").read_text())
-    assert list(state["stages"]) == ["eval-fullhistory", "eval-progress", "pag"]
+    assert list(state["stages"]) == ["eval-base", "data"]
     sft_run = (tmp_path / "demo" / "sft" / tracking.RUN_ID_FILE).read_text()
     assert list((tmp_path / "demo" / "sft").glob("checkpoint-2"))
 
@@ -87,33 +91,29 @@ def test_ctrl_c_during_sft_resumes_from_its_checkpoint_in_the_same_run(demo_cli,
     assert code == 0, stderr[-3000:]
     client, runs = demo_runs(tmp_path)
     assert runs["sft"].info.run_id == sft_run and runs["sft"].info.status == "FINISHED"
-    assert runs["pag"].info.run_id == state["stages"]["pag"]["run_id"]  # not run again
+    assert runs["data"].info.run_id == state["stages"]["data"]["run_id"]  # not run again
     assert all(run.info.status == "FINISHED" for run in runs.values())
 
 
-def test_a_full_disk_during_bootstrapping_stops_cleanly_and_the_rerun_continues(demo_cli, tmp_path,
-                                                                                   monkeypatch):
-    import parlmt.optimize.pag as pag
+def test_a_full_disk_while_writing_the_data_stops_cleanly_and_the_rerun_continues(demo_cli, tmp_path, monkeypatch):
+    import parlmt.rl.data as data
 
-    append_shard = pag.append_shard
-    written = []
+    def disk_full(rows, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    def disk_fills_up(out, entry):
-        if written:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(entry["task_id"])
-        append_shard(out, entry)
-
-    monkeypatch.setattr(pag, "append_shard", disk_fills_up)
+    save_rows = data.save_rows
+    monkeypatch.setattr(data, "save_rows", disk_full)
     code, _, stderr = demo_cli(tmp_path)
     assert code == 1 and "No space left on device" in stderr and "run the same command to continue" in stderr
-    assert [entry["task_id"] for entry in pag.read_shard(tmp_path / "demo" / "pag").values()] == written
+    state = json.loads((tmp_path / "demo" / "state.json").read_text())
+    assert list(state["stages"]) == ["eval-base"]  # the finished evaluation is kept
 
-    monkeypatch.setattr(pag, "append_shard", append_shard)
-    code, stdout, stderr = demo_cli(tmp_path)
+    monkeypatch.setattr(data, "save_rows", save_rows)
+    code, _, stderr = demo_cli(tmp_path)
     assert code == 0, stderr[-3000:]
-    assert len(pag.read_shard(tmp_path / "demo" / "pag")) == 2  # the saved task kept, the other one added
-    assert "sft_rows" in json.loads((tmp_path / "demo" / "pag" / "stats.json").read_text())
+    after = json.loads((tmp_path / "demo" / "state.json").read_text())
+    assert after["stages"]["eval-base"] == state["stages"]["eval-base"]  # not played again
+    assert list(after["stages"]) == list(demo.STAGES)
 
 
 def test_changed_settings_are_refused_until_restart(demo_run, demo_cli, tmp_path):

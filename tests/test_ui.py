@@ -168,13 +168,13 @@ def test_ui_shows_every_stage_of_the_demo_and_its_metrics_in_a_browser(demo_run,
             for name in demo.STAGES:
                 page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
             page.screenshot(path=str(tmp_path / "experiment.png"))
-            page.goto(f"{url}/{runs['pag'].info.run_id}")
+            page.goto(f"{url}/{runs['data'].info.run_id}")
             page.get_by_text("sft_rows").first.wait_for(timeout=60_000)
             body = page.inner_text("body")
             page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
             browser.close()
         assert_stops_on(signal.SIGINT, ui)  # Ctrl-C
-    rows = int(runs["pag"].data.metrics["sft_rows"])
+    rows = int(runs["data"].data.metrics["sft_rows"])
     assert f"sft_rows\n{rows}\n" in body  # the metrics table shows the stored value
     assert (tmp_path / "experiment.png").stat().st_size > 10_000
 
