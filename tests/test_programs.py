@@ -383,6 +383,10 @@ def test_eval_options_are_the_eval_config_fields_and_bad_values_stop_before_any_
     assert "unknown task source 'bsae'; known sources: bfcl:base" in capsys.readouterr().err
     assert main(["eval", "--refresh", "often", "--out", str(out)]) == 2
     assert "refresh must be 'turn' or 'step'" in capsys.readouterr().err
+    assert main(["eval", "--states-per-entry", "1", "--out", str(out)]) == 2
+    assert "add --replayed-turns" in capsys.readouterr().err
+    assert main(["eval", "--replayed-turns", "--states-per-entry", "0", "--out", str(out)]) == 2
+    assert "at least 1" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -10,7 +10,7 @@ from parlmt.envs import CATEGORIES, Task, load_task, load_tasks, make_env
 from parlmt.envs.base import EMPTY_TURN, STATE_MISMATCH
 from parlmt.programs import FullHistoryAgent
 from parlmt.programs.evaluate import bfcl_results, run_episodes
-from parlmt.programs.metrics import accuracy_interval, aggregate, turn_states
+from parlmt.programs.metrics import accuracy_interval, aggregate, paired_gain, turn_states
 from parlmt.programs.oracle import oracle_program
 from parlmt.programs.trajectory import ModuleCall, Trajectory
 from parlmt.rl.rollout import tag_samples
@@ -131,3 +131,32 @@ def test_parlmt_eval_replayed_turns_prints_states_entries_and_an_interval(tiny_m
     row = next(line.split() for line in printed.splitlines() if line.startswith("all"))
     assert row[1:3] == ["3", "1"]  # three states of one entry
     assert main([a for a in args if a != "--replayed-turns"]) == 1  # whole episodes into a file of states: refused
+
+
+def test_states_per_entry_keeps_hash_chosen_turns_of_every_entry():
+    tasks = load_tasks("base", split="dev")
+    one = turn_states(tasks, per_entry=1)
+    assert [state.meta["state_of"] for state in one] == [task.id for task in tasks]
+    assert [s.id for s in one] == [s.id for s in turn_states(tasks, per_entry=1)]  # fixed: the same every run
+    assert len({state.start for state in one}) > 2  # not always the first turn
+    two = turn_states(tasks, per_entry=2)
+    assert {s.id for s in one} < {s.id for s in two} and len(two) == 2 * len(tasks)
+    assert [s.id for s in turn_states(tasks, per_entry=99)] == [s.id for s in turn_states(tasks)]
+    with pytest.raises(ValueError, match="at least 1"):
+        turn_states(tasks, per_entry=0)
+
+
+def outcomes(passed: dict[str, bool]) -> list[Trajectory]:
+    return [Trajectory(task_id=state, program="fullhistory", meta={"state_of": state.split("@")[0]}, passed=ok)
+            for state, ok in passed.items()]
+
+
+def test_the_paired_gain_compares_the_same_states_and_its_interval_holds_it():
+    base = outcomes({"a@0": False, "a@1": True, "b@0": False, "c@0": False, "d@0": False})
+    trained = outcomes({"a@0": True, "a@1": True, "b@0": True, "c@0": False, "d@0": True})
+    gain, low, high = paired_gain(base, trained)
+    assert gain == pytest.approx(3 / 5)
+    assert 0 < low <= gain <= high <= 1  # every entry gains or stays: the whole interval is a gain
+    assert paired_gain(trained, trained) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same episodes"):
+        paired_gain(base, trained[:-1])
