@@ -29,6 +29,7 @@ from dspy.utils.callback import BaseCallback
 
 from parlmt.envs import load_task
 from parlmt.programs import FullHistoryAgent, ProgressAwareAgent
+from parlmt.programs.trajectory import ACT
 
 
 class LMTimer(BaseCallback):
@@ -78,7 +79,7 @@ def replay_answers(task, program: str) -> list[dict]:
 
 
 def token_figures(trajectories: list, count) -> dict:
-    acts = [c for t in trajectories for c in t.calls_of("act")]
+    acts = [c for t in trajectories for c in t.calls_of(ACT)]
     by_turn = {}
     for call in acts:
         by_turn.setdefault(call.turn + 1, []).append(count(call))
@@ -91,7 +92,7 @@ def token_figures(trajectories: list, count) -> dict:
         "turns_played": [len(t.turns) for t in trajectories],
         "passed": [t.passed for t in trajectories],
         "summarize_plan_prompt_tokens": sum(count(c) for t in trajectories for c in t.module_calls
-                                            if c.module != "act"),
+                                            if c.module != ACT),
     }
 
 

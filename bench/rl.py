@@ -121,6 +121,8 @@ def run_tokens(args) -> dict:
     (turn 0 replayed from the ground truth, so FullHistory's transcript and Summarize have something to read)."""
     from parlmt.envs import load_task
     from parlmt.models import ModelConfig, TransformersLM, load_model
+    from parlmt.programs.agents import ProgressAwareAgent
+    from parlmt.programs.trajectory import ACT
     from parlmt.rl.rollout import play
 
     model, tokenizer = load_model(ModelConfig(args.model, args.dtype))
@@ -131,13 +133,13 @@ def run_tokens(args) -> dict:
         samples = []
         for task_id in TASKS.split(","):
             samples += play(program, load_task(task_id), 1, lm, max_steps_per_turn=2).samples
-        acts = [s for s in samples if s.tags["module"] == "act"]
+        acts = [s for s in samples if s.tags["module"] == ACT]
         figures[program] = {
             "samples": len(samples),
             "prompt_tokens_per_sample": mean(len(s.prompt_ids) for s in samples),
             "completion_tokens_per_sample": mean(len(s.completion_ids) for s in samples),
             "act_prompt_tokens": mean(len(s.prompt_ids) for s in acts),
-            "by_module": {m: sum(s.tags["module"] == m for s in samples) for m in ("summarize", "plan", "act")},
+            "by_module": {m: sum(s.tags["module"] == m for s in samples) for m in ProgressAwareAgent.module_names()},
         }
     return figures
 

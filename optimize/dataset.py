@@ -7,7 +7,7 @@ does. Layout of ``out/``::
     pag-train.parquet, pag-rejected.parquet
     sft/, sft.parquet  SFT rows in TRL's conversational prompt-completion format: ``prompt``
                        (the student's rendered messages), ``completion`` ([assistant message]),
-                       ``module`` (summarize | plan | act), ``task_id``, ``turn``, ``step``
+                       ``module`` (a name the program declares), ``task_id``, ``turn``, ``step``
     README.md          the dataset card: teacher, optimizer, bfcl-eval version, split, counts, rates
 """
 
@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from parlmt.optimize.config import PAGConfig
-from parlmt.programs.trajectory import SFT_COLUMNS, sft_row
+from parlmt.programs.trajectory import ACT, SFT_COLUMNS, sft_row
 
 STEP_COLUMNS = ["task_id", "category", "turn", "step", "request", "summary", "plan", "context", "action", "reply",
                 "observation", "turn_passed", "turn_reason", "student_action", "accepted", "reject_reason"]
@@ -38,10 +38,11 @@ def collect(entries: dict[str, dict]) -> tuple[list[dict], list[dict], list[dict
             (accepted if step["accepted"] else rejected).append({k: step[k] for k in STEP_COLUMNS})
         rows = [(m["turn"], m["step"], m["module"], m["inputs"], m["outputs"]) for m in entry["modules"]
                 if m["accepted"]]
-        rows += [(s["turn"], s["step"], "act", s["act_inputs"], {"calls": s["action"], "reply": s["reply"]})
+        rows += [(s["turn"], s["step"], ACT, s["act_inputs"], {"calls": s["action"], "reply": s["reply"]})
                  for s in entry["steps"] if s["accepted"]]
-        order = {"summarize": 0, "plan": 1, "act": 2}
-        for turn, step, module, inputs, outputs in sorted(rows, key=lambda r: (r[0], r[1], order[r[2]])):
+        # Call order: the other modules' calls before an Act step share its (turn, step) and come first; the
+        # sort is stable, so they keep the order they ran in, whichever modules the program declares.
+        for turn, step, module, inputs, outputs in sorted(rows, key=lambda r: (r[0], r[1], r[2] == ACT)):
             sft.append(sft_row(module, inputs, outputs, task_id, turn, step))
     return accepted, rejected, sft
 

@@ -40,7 +40,7 @@ from parlmt.envs import CallError, Task, make_env, select_tasks
 from parlmt.optimize.config import PAGConfig
 from parlmt.programs import extract_calls, salvage_calls
 from parlmt.programs.oracle import oracle_program
-from parlmt.programs.trajectory import Trajectory
+from parlmt.programs.trajectory import ACT, Trajectory
 from parlmt.signatures import Act, Plan
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def task_records(task: Task, trajectory: Trajectory, check: StudentCheck | None)
     category = task.meta.get("category", task.meta.get("source", ""))
     turns = {record.turn: record for record in trajectory.turns}
     steps = []
-    for call, step in zip(trajectory.calls_of("act"), trajectory.steps, strict=True):
+    for call, step in zip(trajectory.calls_of(ACT), trajectory.steps, strict=True):
         turn = turns[step.turn]
         record = {
             "task_id": task.id, "category": category, "turn": step.turn, "step": step.step,
@@ -116,7 +116,7 @@ def task_records(task: Task, trajectory: Trajectory, check: StudentCheck | None)
     modules = [
         {"task_id": task.id, "category": category, "module": call.module, "turn": call.turn, "step": call.step,
          "inputs": call.inputs, "outputs": call.outputs, "accepted": call.turn in verified_turns}
-        for call in trajectory.module_calls if call.module in ("summarize", "plan")
+        for call in trajectory.module_calls if call.module != ACT  # Act's calls are the step records
     ]
     return steps, modules
 
@@ -137,14 +137,17 @@ class GuidedPlan(dspy.Module):
 
 
 def teacher_program(config: PAGConfig, program: dspy.Module | None, env) -> dspy.Module:
-    """The program that plays one task: the ground-truth oracle (one call per Act step), or a copy of
-    the (optimized) LM teacher program, with ground-truth guidance on its Plan module when configured."""
+    """The program that plays one task: the ground-truth oracle as ``config.program`` (one call per Act step;
+    as the progress program for a saved one), or a copy of the (optimized) LM teacher program, with
+    ground-truth guidance on its Plan modules when configured."""
     if config.teacher == "reference":
-        return oracle_program("progress", env, calls_per_step=1, max_steps_per_turn=config.max_steps_per_turn,
+        name = "progress" if config.program.endswith(".json") else config.program
+        return oracle_program(name, env, calls_per_step=1, max_steps_per_turn=config.max_steps_per_turn,
                               refresh=config.refresh, tool_docs=config.tool_docs)
     program = program.deepcopy()
-    if config.guidance and hasattr(program, "plan"):
-        program.plan = GuidedPlan(env, program.plan)
+    for name, signature in program.MODULES if config.guidance else ():
+        if signature is Plan:
+            setattr(program, name, GuidedPlan(env, getattr(program, name)))
     return program
 
 

@@ -9,6 +9,11 @@ transcript with no summary and no plan: the baseline every figure is compared wi
 Both take a task (``Task``, id such as ``bfcl:base:0``, or an environment reset on a task) and
 return ``dspy.Prediction(trajectory=..., passed=...)``. Any predictor can be swapped for another
 module with the same signature (``dspy.ChainOfThought(Act)``, an optimized copy, ...).
+
+Each agent declares its modules once, in ``MODULES`` (name, signature, in the order they run within a
+step); the oracle, PAG records, SFT rows, RL and the CLI read that declaration (``signature_of``,
+``program_class``), so a new module is a signature, an entry in ``MODULES`` and the code that calls it.
+A new program is registered in ``PROGRAMS``.
 """
 
 import json
@@ -18,6 +23,7 @@ import dspy
 
 from parlmt.envs import TOOL_DOCS, Task, ToolEnv
 from parlmt.programs.episode import NOTHING_YET, Episode
+from parlmt.programs.trajectory import ACT
 from parlmt.signatures import Act, Plan, Summarize
 
 # The step cap, as BFCL counts it (its MAXIMUM_STEP_LIMIT; see ToolEnv.__init__ in envs/base.py): a turn may
@@ -29,26 +35,40 @@ NO_PLAN = "(no plan: decide from the conversation)"
 NOTHING_DONE = "Nothing has been done yet."
 CONFIG_KEY = "parlmt_program"  # where a saved state file says which program (and settings) it belongs to
 PREDICTOR_KINDS = {"Predict": dspy.Predict, "ChainOfThought": dspy.ChainOfThought}
-SIGNATURES = {"summarize": Summarize, "plan": Plan, "act": Act}  # each agent attribute's signature
 
 
 class _Agent(dspy.Module):
-    """What both agents share: the step cap, and saved state that says how to rebuild the agent."""
+    """What both agents share: the step cap, their declared modules, and saved state that says how to
+    rebuild the agent."""
 
     program_name = ""
+    # (attribute name, signature) of every module, in the order they run within a step. The one place
+    # module names are listed: everything outside the program reads them from here.
+    MODULES: tuple[tuple[str, type[dspy.Signature]], ...] = ()
 
-    def __init__(self, max_steps_per_turn: int, tool_docs: str):
+    def __init__(self, max_steps_per_turn: int, tool_docs: str, modules: dict[str, dspy.Module | None]):
         super().__init__()
         if max_steps_per_turn < 1:
             raise ValueError(f"max_steps_per_turn must be at least 1, got {max_steps_per_turn}")
         if tool_docs not in TOOL_DOCS:
             raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {tool_docs!r}")
+        unknown = sorted(set(modules) - set(self.module_names()))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no module {', '.join(unknown)}; its modules are "
+                            f"{', '.join(self.module_names())}")
         self.max_steps_per_turn = max_steps_per_turn
         self.tool_docs = tool_docs
+        for name, signature in self.MODULES:  # as attributes, so named_predictors(), save() and load() see them
+            module = modules.get(name)
+            setattr(self, name, dspy.Predict(signature) if module is None else module)
+
+    @classmethod
+    def module_names(cls) -> tuple[str, ...]:
+        return tuple(name for name, _ in cls.MODULES)
 
     def config(self) -> dict:
         """Constructor settings, and the kind of each predictor, as saved with the state."""
-        kinds = {name: type(getattr(self, name)).__name__ for name in SIGNATURES if hasattr(self, name)}
+        kinds = {name: type(getattr(self, name)).__name__ for name in self.module_names()}
         return {"program": self.program_name, "max_steps_per_turn": self.max_steps_per_turn,
                 "tool_docs": self.tool_docs, "modules": kinds}
 
@@ -69,27 +89,19 @@ class ProgressAwareAgent(_Agent):
             ``"step"`` refreshes both before every step.
         tool_docs: ``"full"`` tool docs (every parameter described) or ``"brief"`` (signatures and one
             line each; about half the prompt tokens).
-        summarize, plan, act: modules to use instead of ``dspy.Predict`` of each signature.
+        **modules: by name (``summarize``, ``plan``, ``act``), modules to use instead of ``dspy.Predict`` of
+            each signature.
     """
 
     program_name = "progress"
+    MODULES = (("summarize", Summarize), ("plan", Plan), (ACT, Act))
 
-    def __init__(
-        self,
-        max_steps_per_turn: int = BFCL_MAX_STEPS,
-        refresh: str = "turn",
-        tool_docs: str = "full",
-        summarize: dspy.Module | None = None,
-        plan: dspy.Module | None = None,
-        act: dspy.Module | None = None,
-    ):
-        super().__init__(max_steps_per_turn, tool_docs)
+    def __init__(self, max_steps_per_turn: int = BFCL_MAX_STEPS, refresh: str = "turn", tool_docs: str = "full",
+                 **modules: dspy.Module | None):
+        super().__init__(max_steps_per_turn, tool_docs, modules)
         if refresh not in ("turn", "step"):
             raise ValueError(f"refresh must be 'turn' or 'step', got {refresh!r}")
         self.refresh = refresh
-        self.summarize = summarize or dspy.Predict(Summarize)
-        self.plan = plan or dspy.Predict(Plan)
-        self.act = act or dspy.Predict(Act)
 
     def config(self) -> dict:
         return {**super().config(), "refresh": self.refresh}
@@ -131,11 +143,11 @@ class FullHistoryAgent(_Agent):
     """
 
     program_name = "fullhistory"
+    MODULES = ((ACT, Act),)
 
     def __init__(self, max_steps_per_turn: int = BFCL_MAX_STEPS, tool_docs: str = "full",
-                 act: dspy.Module | None = None):
-        super().__init__(max_steps_per_turn, tool_docs)
-        self.act = act or dspy.Predict(Act)
+                 **modules: dspy.Module | None):
+        super().__init__(max_steps_per_turn, tool_docs, modules)
 
     def forward(self, task: Task | str | ToolEnv) -> dspy.Prediction:
         episode = self.episode(task)
@@ -147,19 +159,38 @@ class FullHistoryAgent(_Agent):
         return episode.result()
 
 
-PROGRAMS = {"progress": ProgressAwareAgent, "fullhistory": FullHistoryAgent}
+PROGRAMS: dict[str, type[_Agent]] = {"progress": ProgressAwareAgent, "fullhistory": FullHistoryAgent}
+
+
+def program_class(name: str) -> type[_Agent]:
+    """The registered program called ``name`` (``ValueError`` listing the others when there is none)."""
+    if name not in PROGRAMS:
+        raise ValueError(f"unknown program {name!r}; the programs are {', '.join(PROGRAMS)}")
+    return PROGRAMS[name]
+
+
+def signature_of(module: str) -> type[dspy.Signature]:
+    """The signature of the module called ``module`` in the registered programs: a name means one signature,
+    so a module call recorded in a trajectory renders the same prompt whichever program made it."""
+    found = {signature for program in PROGRAMS.values() for name, signature in program.MODULES if name == module}
+    if len(found) != 1:
+        raise ValueError(f"module {module!r} is declared with {len(found)} signatures across the programs "
+                         f"{', '.join(PROGRAMS)}: it needs exactly one")
+    return found.pop()
 
 
 def build_program(name: str, max_steps_per_turn: int = BFCL_MAX_STEPS, refresh: str = "turn", tool_docs: str = "full",
                   **modules: dspy.Module) -> _Agent:
-    """A fresh agent by name (``progress`` or ``fullhistory``); ``refresh`` applies to ``progress`` only."""
-    if name not in PROGRAMS:
+    """A fresh agent by name (``progress``, ``fullhistory``, or another registered in ``PROGRAMS``); ``refresh``
+    applies to the progress program and its subclasses only."""
+    if name not in PROGRAMS:  # eval and optimize also take a saved program's file
         raise ValueError(f"unknown program {name!r}; choose from {', '.join(PROGRAMS)} or a saved .json")
-    if name == "progress":
-        return ProgressAwareAgent(max_steps_per_turn, refresh, tool_docs, **modules)
+    program = PROGRAMS[name]
+    if issubclass(program, ProgressAwareAgent):
+        return program(max_steps_per_turn=max_steps_per_turn, refresh=refresh, tool_docs=tool_docs, **modules)
     if refresh != "turn":
         raise ValueError(f"refresh={refresh!r} is an option of the progress program; {name} has no summary or plan")
-    return PROGRAMS[name](max_steps_per_turn, tool_docs, **modules)
+    return program(max_steps_per_turn=max_steps_per_turn, tool_docs=tool_docs, **modules)
 
 
 def load_program(path: str | Path) -> _Agent:
@@ -171,9 +202,8 @@ def load_program(path: str | Path) -> _Agent:
     if "max_steps" in config:  # saved before the per-turn cap had one name everywhere
         config["max_steps_per_turn"] = config.pop("max_steps")
     name = config.pop("program")
-    modules = {}
-    for child, kind in config.pop("modules").items():
-        modules[child] = PREDICTOR_KINDS[kind](SIGNATURES[child])
+    signatures = dict(program_class(name).MODULES)
+    modules = {child: PREDICTOR_KINDS[kind](signatures[child]) for child, kind in config.pop("modules").items()}
     program = build_program(name, **config, **modules)
     program.load(path)
     return program

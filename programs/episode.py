@@ -14,7 +14,7 @@ from dspy.utils.exceptions import AdapterParseError
 from parlmt.envs import CallError, Task, ToolEnv, make_env, render_tool_docs
 from parlmt.envs.base import FORCE_TERMINATED
 from parlmt.programs.parsing import extract_calls, salvage_calls
-from parlmt.programs.trajectory import ActStep, ModuleCall, Trajectory, TurnRecord, scalar_meta
+from parlmt.programs.trajectory import ACT, ActStep, ModuleCall, Trajectory, TurnRecord, scalar_meta
 
 NOTHING_YET = "(none yet)"
 DONE_REPLY = "Done: every step of your request is complete."
@@ -147,7 +147,7 @@ class Episode:
 
         Output that cannot be read becomes an error observation for the next step, never an exception.
         """
-        prediction = self.predict("act", predictor, tools=self.tools(), **awareness, request=self.request,
+        prediction = self.predict(ACT, predictor, tools=self.tools(), **awareness, request=self.request,
                                   observations=self.observations())
         step = ActStep(self.turn, self.step, output="")
         try:

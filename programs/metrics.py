@@ -15,7 +15,7 @@ import dspy
 
 from parlmt.envs import Task
 from parlmt.envs.splits import fixed_share
-from parlmt.programs.trajectory import Trajectory
+from parlmt.programs.trajectory import ACT, Trajectory
 
 PROGRAM_ERROR = "parlmt:program_error"  # the program raised; the episode counts as failed
 RESAMPLES = 2000  # bootstrap resamples of an interval (fixed seed: the same episodes give the same interval)
@@ -48,7 +48,7 @@ def act_prompt_tokens_by_turn(trajectories: list[Trajectory]) -> dict[int, float
     """Mean prompt tokens per Act call, by turn (0-based)."""
     by_turn = defaultdict(list)
     for trajectory in trajectories:
-        for call in trajectory.calls_of("act"):
+        for call in trajectory.calls_of(ACT):
             by_turn[call.turn].append(call.prompt_tokens)
     return {turn: mean(tokens) for turn, tokens in sorted(by_turn.items())}
 
@@ -155,7 +155,7 @@ def aggregate(trajectories: list[Trajectory]) -> dict[str, float]:
     format validity, mean Act steps per turn, mean prompt and completion tokens per Act call, LM
     seconds per episode, and pass^k over trials (``pass_hat``). On ``turn_states`` episodes accuracy is
     the replayed-turn accuracy; on tau2 it is the mean reward (tau2's checks each give 0 or 1)."""
-    acts = [call for t in trajectories for call in t.calls_of("act")]
+    acts = [call for t in trajectories for call in t.calls_of(ACT)]
     turns = [turn for t in trajectories for turn in t.turns if not turn.replayed]
     low, high = accuracy_interval(trajectories)
     return {

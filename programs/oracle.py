@@ -1,20 +1,24 @@
 """The ground-truth oracle, written as the agent's modules: what each module writes when it plays a
 task's ground truth. It is not a language model.
 
-``summarize`` lists the calls executed so far with their (shortened) results, ``plan`` numbers the
-current turn's ground-truth calls still to run, and ``act`` makes them (the next one per step, or
-all of them in one step) and replies once none is left. Plugged into an agent it produces the same
-kind of trajectory an LM does, with every action correct by construction. It serves as:
+Summarize lists the calls executed so far with their (shortened) results, Plan numbers the current
+turn's ground-truth calls still to run, and Act makes them (the next one per step, or all of them in
+one step) and replies once none is left; the answers are registered by signature (``ANSWERS``).
+Plugged into an agent it produces the same kind of trajectory an LM does, with every action correct
+by construction. It serves as:
 
 - the reference teacher of PAG bootstrapping (optimize/);
 - the source of reference SFT rows (``parlmt train data``).
 """
 
+from collections.abc import Callable
+
 import dspy
 
 from parlmt.envs import ToolEnv
-from parlmt.programs.agents import build_program
+from parlmt.programs.agents import build_program, program_class
 from parlmt.programs.episode import CANNOT_REPLY, DONE_REPLY
+from parlmt.signatures import Act, Plan, Summarize
 
 NO_CALLS_PLAN = "1. No tool call can complete this request: tell the user what is missing."
 DONE_PLAN = "1. Nothing left to call: reply to the user."
@@ -34,34 +38,52 @@ def oracle_summary(env: ToolEnv) -> str:
     return "Done so far:\n" + "\n".join(lines) if lines else "Nothing has been done yet."
 
 
-def oracle_outputs(module: str, env: ToolEnv, calls_per_step: int | None = 1) -> dict[str, str]:
-    """The outputs of ``module`` (summarize, plan or act) at ``env``'s current point; Act makes
-    ``calls_per_step`` of the remaining calls per step (None: all of them in one step)."""
-    if module == "summarize":
-        return {"summary": oracle_summary(env)}
-    has_calls, remaining = bool(env.ground_truth()), remaining_calls(env)
-    if module == "plan":
-        steps = "\n".join(f"{i}. {call}" for i, call in enumerate(remaining, 1))
-        return {"plan": steps or (DONE_PLAN if has_calls else NO_CALLS_PLAN)}
+# What the oracle writes for a module, by the module's signature: ``answer(env, calls_per_step)`` -> its outputs.
+# Keyed by signature, not module name, so any program's modules find theirs; a new signature registers its own
+# answer here (``ANSWERS[Reflect] = ...``) next to where it is defined.
+OracleAnswer = Callable[[ToolEnv, int | None], dict[str, str]]
+
+
+def summarize_answer(env: ToolEnv, calls_per_step: int | None) -> dict[str, str]:
+    return {"summary": oracle_summary(env)}
+
+
+def plan_answer(env: ToolEnv, calls_per_step: int | None) -> dict[str, str]:
+    steps = "\n".join(f"{i}. {call}" for i, call in enumerate(remaining_calls(env), 1))
+    return {"plan": steps or (DONE_PLAN if env.ground_truth() else NO_CALLS_PLAN)}
+
+
+def act_answer(env: ToolEnv, calls_per_step: int | None) -> dict[str, str]:
+    remaining = remaining_calls(env)
     if remaining:
         return {"calls": f"[{', '.join(remaining[:calls_per_step])}]", "reply": ""}
-    return {"calls": "[]", "reply": DONE_REPLY if has_calls else CANNOT_REPLY}
+    return {"calls": "[]", "reply": DONE_REPLY if env.ground_truth() else CANNOT_REPLY}
+
+
+ANSWERS: dict[type[dspy.Signature], OracleAnswer] = {Summarize: summarize_answer, Plan: plan_answer, Act: act_answer}
+
+
+def oracle_outputs(signature: type[dspy.Signature], env: ToolEnv, calls_per_step: int | None = 1) -> dict[str, str]:
+    """The outputs of a module with ``signature`` at ``env``'s current point; Act makes ``calls_per_step`` of
+    the remaining calls per step (None: all of them in one step)."""
+    if signature not in ANSWERS:
+        raise ValueError(f"the oracle has no answer for {signature.__name__}: register one in oracle.ANSWERS")
+    return ANSWERS[signature](env, calls_per_step)
 
 
 class Oracle(dspy.Module):
-    """One module of the agent played by the oracle (``oracle_outputs``)."""
+    """One module of the agent, with ``signature``, played by the oracle (``oracle_outputs``)."""
 
-    def __init__(self, module: str, env: ToolEnv, calls_per_step: int | None = 1):
+    def __init__(self, signature: type[dspy.Signature], env: ToolEnv, calls_per_step: int | None = 1):
         super().__init__()
-        self.module, self.env, self.calls_per_step = module, env, calls_per_step
+        self.signature, self.env, self.calls_per_step = signature, env, calls_per_step
 
     def forward(self, **inputs: str) -> dspy.Prediction:
-        return dspy.Prediction(**oracle_outputs(self.module, self.env, self.calls_per_step))
+        return dspy.Prediction(**oracle_outputs(self.signature, self.env, self.calls_per_step))
 
 
 def oracle_program(program: str, env: ToolEnv, calls_per_step: int | None = 1, **options) -> dspy.Module:
-    """The agent named ``program`` (progress or fullhistory) with every module played by the oracle;
-    ``options`` are ``build_program``'s (max_steps_per_turn, refresh, tool_docs)."""
-    modules = ("summarize", "plan", "act") if program == "progress" else ("act",)
-    oracles = {module: Oracle(module, env, calls_per_step) for module in modules}
+    """The agent named ``program`` (progress, fullhistory or another registered one) with every module it
+    declares played by the oracle; ``options`` are ``build_program``'s (max_steps_per_turn, refresh, tool_docs)."""
+    oracles = {name: Oracle(signature, env, calls_per_step) for name, signature in program_class(program).MODULES}
     return build_program(program, **options, **oracles)

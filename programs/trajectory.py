@@ -10,10 +10,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# The module every program acts with: its calls become the episode's ``ActStep``s and its reply ends a turn.
+# The one module name code outside the programs may rely on (the others come from ``_Agent.MODULES``).
+ACT = "act"
+
 
 @dataclass
 class ModuleCall:
-    """One call of a module (``summarize``, ``plan``, ``act``) and the LM call(s) behind it.
+    """One call of a module (a name its program declares in ``MODULES``) and the LM call(s) behind it.
 
     ``messages`` and ``completion`` are the last LM call's rendered chat and raw text; token counts
     add up every LM call (an adapter may retry); ``error`` says why the output could not be read.
@@ -136,11 +140,11 @@ def sft_row(module: str, inputs: dict, outputs: dict, task_id: str, turn: int, s
     exactly as ``dspy.ChatAdapter`` renders it for the student, the outputs as the assistant turn."""
     import dspy
 
-    from parlmt.programs.agents import SIGNATURES
+    from parlmt.programs.agents import signature_of
 
-    adapter = dspy.ChatAdapter()
-    prompt = adapter.format(SIGNATURES[module], demos=[], inputs=inputs)
-    completion = adapter.format_assistant_message_content(SIGNATURES[module], outputs)
+    adapter, signature = dspy.ChatAdapter(), signature_of(module)
+    prompt = adapter.format(signature, demos=[], inputs=inputs)
+    completion = adapter.format_assistant_message_content(signature, outputs)
     return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}], "module": module,
             "task_id": task_id, "turn": turn, "step": step}
 

@@ -23,8 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--categories", default="base", help="task sources, comma-separated (base, py:todo, ...)")
     data.add_argument("--split", default="train", choices=("train", "dev", "test"))
     data.add_argument("--limit", type=int, help="at most this many tasks per category")
-    data.add_argument("--program", default="progress", choices=("progress", "fullhistory"))
-    data.add_argument("--modules", help="only these modules' rows (comma-separated: summarize,plan,act)")
+    # Program and module names are checked by reference_rows against the registered programs (agents.PROGRAMS)
+    # rather than argparse choices: listing them here would load DSPy for every `parlmt --help`.
+    data.add_argument("--program", default="progress", help="a registered program: progress or fullhistory")
+    data.add_argument("--modules", help="only these modules' rows (comma-separated, of the program's modules: "
+                                        "summarize,plan,act for progress)")
     data.add_argument("--replies", type=float, default=1.0,
                       help="share of Act reply rows kept (0: only the rows that make calls; see reference_rows)")
     data.add_argument("--tool-docs", choices=TOOL_DOCS, default="full",

@@ -171,8 +171,10 @@ class PAGRLConfig(StageConfig):
         return reward_weights(self.reward_weights)
 
     def __post_init__(self):
-        if self.program not in ("progress", "fullhistory"):
-            raise ValueError(f"program must be progress or fullhistory, got {self.program!r}")
+        from parlmt.programs.agents import PROGRAMS  # here: `parlmt --help` does not load DSPy
+
+        if self.program not in PROGRAMS:
+            raise ValueError(f"program must be one of {', '.join(PROGRAMS)}, got {self.program!r}")
         if self.refresh not in ("turn", "step"):
             raise ValueError(f"refresh must be turn or step, got {self.refresh!r}")
         if self.tool_docs not in TOOL_DOCS:

@@ -10,8 +10,8 @@ module call of a verified trajectory:
   adapter (``dspy.ChatAdapter``) renders the module's signature and inputs;
 - ``completion``: ``[{"role": "assistant", "content": ...}]``, the module's outputs in the same
   adapter's format (``[[ ## field ## ]]`` sections, then ``[[ ## completed ## ]]``);
-- ``module`` (``summarize`` | ``plan`` | ``act``), ``task_id``, ``turn``, ``step``: where the call
-  happened, for filtering and statistics.
+- ``module`` (a module name the program declares: ``summarize`` | ``plan`` | ``act`` for the progress
+  program), ``task_id``, ``turn``, ``step``: where the call happened, for filtering and statistics.
 
 optimize/ produces it from the teacher's verified trajectories; ``reference_rows`` produces it
 from the ground truth alone (the calls of each turn, their numbered list as the plan, the calls
@@ -31,14 +31,15 @@ import dspy
 
 from parlmt.envs import Task, make_env
 from parlmt.envs.splits import fixed_share
-from parlmt.programs.agents import SIGNATURES
+from parlmt.programs.agents import program_class
 from parlmt.programs.oracle import oracle_program
-from parlmt.programs.trajectory import SFT_COLUMNS, ModuleCall, sft_row
+from parlmt.programs.trajectory import ACT, SFT_COLUMNS, ModuleCall, sft_row
 
 
 def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: Iterable[str] | None = None,
                    max_steps_per_turn: int = 20, tool_docs: str = "full", replies: float = 1.0) -> list[dict]:
-    """PAG rows of every module call when ``program`` plays each task from its ground truth.
+    """PAG rows of every module call (or those of ``modules``) when ``program`` plays each task from its
+    ground truth.
 
     ``replies`` is the share of Act reply rows kept (the step that ends a turn with no calls): a turn's
     calls come in one step, so otherwise every other Act row is a reply, and a small student trained on
@@ -46,7 +47,11 @@ def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: It
     """
     if not 0.0 <= replies <= 1.0:
         raise ValueError(f"replies is a share of the reply rows, between 0 and 1; got {replies}")
-    wanted = set(modules or SIGNATURES)
+    declared = program_class(program).module_names()
+    wanted = set(modules or declared)
+    if wanted - set(declared):
+        raise ValueError(f"the {program} program has no module {', '.join(sorted(wanted - set(declared)))}; "
+                         f"its modules are {', '.join(declared)}")
     rows = []
     for task in tasks:
         env = make_env(task, max_steps_per_turn=max_steps_per_turn)
@@ -61,8 +66,7 @@ def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: It
 
 
 def _is_reply(call: ModuleCall) -> bool:
-    return call.module == "act" and call.outputs.get("calls") == "[]"
-
+    return call.module == ACT and call.outputs.get("calls") == "[]"
 
 
 def save_rows(rows: list[dict], path: str | Path) -> Path:
