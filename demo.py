@@ -156,7 +156,7 @@ def _rl(name: str, config: DemoConfig, state: dict) -> dict:
     output = Path(config.out) / "rl"
     result = train_rl(PAGRLConfig.from_preset(
         "cpu-smoke", model=config.model, adapter=state["stages"]["sft"]["adapter"], program=config.program,
-        tool_docs=config.tool_docs, categories=config.categories, max_tasks=config.train_limit,
+        tool_docs=config.tool_docs, categories=config.categories, limit=config.train_limit,
         max_steps_per_turn=config.max_steps_per_turn, max_completion_tokens=config.max_tokens,
         max_steps=config.rl_steps, save_steps=1, output_dir=str(output), resume=_checkpoint(output),
         mlruns=config.mlruns, experiment=config.experiment, run_name=name), tags={"dataset": state["dataset_version"]})

@@ -29,6 +29,16 @@ def add_options(parser: argparse.ArgumentParser, config_class: type) -> None:
             parser.add_argument(*flags, type=kind, default=argparse.SUPPRESS, help=help_text)
 
 
+def add_command(subparsers: argparse._SubParsersAction, name: str, config_class: type, run, help: str
+                ) -> argparse.ArgumentParser:
+    """The subcommand ``name`` running ``run(args)``: ``config_class``'s docstring is its description and its
+    fields its options (``add_options``)."""
+    parser = subparsers.add_parser(name, help=help, description=config_class.__doc__)
+    add_options(parser, config_class)
+    parser.set_defaults(func=run)
+    return parser
+
+
 def given_options(config_class: type, args: argparse.Namespace) -> dict:
     """The fields of ``config_class`` given on the command line."""
     names = {item.name for item in dataclasses.fields(config_class)}

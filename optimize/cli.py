@@ -6,14 +6,12 @@ import json
 import sys
 
 from parlmt.optimize.config import PAGConfig
-from parlmt.options import add_options, given_options
+from parlmt.options import add_command, given_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("optimize", help="optimize teacher prompts and bootstrap the PAG dataset",
-                                   description=PAGConfig.__doc__)
-    add_options(parser, PAGConfig)
-    parser.set_defaults(func=run_optimize)
+    add_command(subparsers, "optimize", PAGConfig, run_optimize,
+                help="optimize teacher prompts and bootstrap the PAG dataset")
 
 
 def run_optimize(args: argparse.Namespace) -> int:

@@ -3,17 +3,20 @@ documentation and its ``parlmt optimize`` option (``options.add_options``)."""
 
 from dataclasses import asdict, dataclass
 
-from parlmt.envs import TOOL_DOCS, select_tasks
+from parlmt.envs import select_tasks
 from parlmt.options import option
+from parlmt.programs.config import ProgramOptions
 
 OPTIMIZERS = ("none", "bootstrap", "mipro", "gepa")
 
 
 @dataclass
-class PAGConfig:
+class PAGConfig(ProgramOptions):
     """One PAG run: a teacher (its prompts optionally optimized first) plays tasks, and its verified steps
     become the PAG dataset."""
 
+    program: str = option("The teacher program: progress, fullhistory (or another registered in PROGRAMS), or a saved "
+                          "program (.json) to start from.", "progress")
     teacher: str = option("reference (ground-truth oracle, no LM), embedded:teacher / embedded:student (in-process "
                           "models), or any litellm model string: openai/gpt-4o-mini, anthropic/..., openai/<name> "
                           "with api_base for a vLLM or llama.cpp server.", "reference")
@@ -31,11 +34,6 @@ class PAGConfig:
     guidance: bool = option("LM teachers see the current turn's ground-truth calls when writing the plan.", True)
     optimizer: str = option("Prompt optimizer run on the train split before bootstrapping: none, bootstrap "
                             "(BootstrapFewShot), mipro (MIPROv2, light), gepa (GEPA, light).", "none")
-    program: str = option("The teacher program: progress, or a saved program (.json) to start from.", "progress")
-    refresh: str = option("Awareness refresh of the ProgressAwareAgent: once per turn (and after errors) or every "
-                          "step.", "turn")
-    tool_docs: str = option("Tool docs in the prompts: full (every parameter described) or brief (signatures, one line "
-                            "each).", "full")
     categories: str = option("Task sources to bootstrap from, comma-separated: base, miss_func, miss_param, "
                              "long_context, py:todo, tau2:airline, ...", "base")
     split: str = option("Task split to bootstrap from: train or dev (dev is used for optimizer scores; test is never "
@@ -69,10 +67,7 @@ class PAGConfig:
             raise ValueError(f"limit must be at least 1, got {self.limit}")
         if self.retries < 1 or self.threads < 1:
             raise ValueError("retries and threads must be at least 1")
-        if self.refresh not in ("turn", "step"):
-            raise ValueError(f"refresh must be 'turn' or 'step', got {self.refresh!r}")
-        if self.tool_docs not in TOOL_DOCS:
-            raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {self.tool_docs!r}")
+        self.check_program(saved=True)
         select_tasks(self.categories, self.split)  # an unknown source or split raises here, before any work
 
     def to_dict(self) -> dict:

@@ -5,7 +5,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from parlmt.options import add_options, given_options
+from parlmt.options import add_command, given_options
 from parlmt.programs.config import EvalConfig
 
 TABLE_COLUMNS = [("episodes", "n", "{:.0f}"), ("entries", "entries", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"),
@@ -15,10 +15,8 @@ TABLE_COLUMNS = [("episodes", "n", "{:.0f}"), ("entries", "entries", "{:.0f}"), 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("eval", help="evaluate a program on tasks (official checker), log to MLflow",
-                                   description=EvalConfig.__doc__)
-    add_options(parser, EvalConfig)
-    parser.set_defaults(func=run_eval)
+    add_command(subparsers, "eval", EvalConfig, run_eval,
+                help="evaluate a program on tasks (official checker), log to MLflow")
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:

@@ -1,5 +1,6 @@
-"""``EvalConfig``: the options of ``parlmt eval``, TRL style: each field's ``help`` is its documentation
-and its ``--option`` help (``options.add_options``)."""
+"""``EvalConfig``: the options of ``parlmt eval``, and ``ProgramOptions``: the program options that
+``parlmt optimize`` and ``parlmt train data`` / ``train rl`` share; TRL style: each field's ``help`` is its
+documentation and its ``--option`` help (``options.add_options``)."""
 
 import dataclasses
 import re
@@ -7,12 +8,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parlmt.envs.tau2 import MAX_USER_TURNS
+from parlmt.envs.tooldocs import TOOL_DOCS
 from parlmt.options import option
 
 # Options that change an episode's result besides the program, LM, adapter and tasks: those given another
 # value than their default name the run (so its own file), and all are recorded beside the file.
 RESULT_OPTIONS = ("max_steps_per_turn", "refresh", "tool_docs", "max_tokens", "temperature", "api_base",
                   "replayed_turns", "states_per_entry", "user_lm", "user_api_base", "max_user_turns")
+
+
+@dataclass
+class ProgramOptions:
+    """The program a command plays and how it prompts: the first options of ``parlmt optimize``, ``parlmt
+    train data`` and ``parlmt train rl`` (their configs inherit them)."""
+
+    program: str = option("The program: progress (Summarize -> Plan -> Act, the PAG agent) or fullhistory (Act on "
+                          "the raw transcript: the MT-GRPO baseline); a program registered in programs.agents.PROGRAMS "
+                          "is one more choice.", "progress")
+    refresh: str = option("Awareness refresh of the progress program: turn (summarize and plan once a turn, re-plan "
+                          "after a failed step) or step (before every Act step).", "turn")
+    tool_docs: str = option("Tool docs in the prompts: full (every parameter described) or brief (signatures, one line "
+                            "each); use the same in the data, the training and the evaluation.", "full")
+
+    def check_program(self, saved: bool = False) -> None:
+        """Raise ``ValueError`` for an unknown program (with ``saved``, a saved program's .json counts as
+        known), refresh or tool docs: before any model loads or task is played."""
+        from parlmt.programs.agents import PROGRAMS, build_program  # here: `parlmt --help` does not load DSPy
+
+        if self.program not in PROGRAMS and not (saved and self.program.endswith(".json")):
+            known = ", ".join(PROGRAMS) + (" or a saved program (.json)" if saved else "")
+            raise ValueError(f"program must be one of {known}, got {self.program!r}")
+        if self.refresh not in ("turn", "step"):
+            raise ValueError(f"refresh must be 'turn' or 'step', got {self.refresh!r}")
+        if self.tool_docs not in TOOL_DOCS:
+            raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {self.tool_docs!r}")
+        if self.program in PROGRAMS:  # it refuses an option it has no use for (fullhistory: no plan to refresh)
+            build_program(self.program, refresh=self.refresh, tool_docs=self.tool_docs)
 
 
 @dataclass

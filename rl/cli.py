@@ -1,38 +1,24 @@
 """``parlmt train``: ``data`` (reference PAG rows from ground truth), ``sft`` (warm-up) and ``rl`` (PAG-RL).
 
-Every ``SFTWarmupConfig`` / ``PAGRLConfig`` field is an option whose help is the field's doc;
-``--preset`` picks a starting point and explicit options override it. Ablations are options:
-``--program fullhistory`` is the MT-GRPO baseline, and leaving ``--adapter`` unset skips the SFT
-warm-up ("w/o PAG").
+Every ``DataConfig`` / ``SFTWarmupConfig`` / ``PAGRLConfig`` field is an option whose help is the
+field's doc; for ``sft`` and ``rl``, ``--preset`` picks a starting point and explicit options override
+it. Ablations are options: ``--program fullhistory`` is the MT-GRPO baseline, and leaving ``--adapter``
+unset skips the SFT warm-up ("w/o PAG").
 """
 
 import argparse
-from pathlib import Path
+import sys
 
-from parlmt.envs.tooldocs import TOOL_DOCS
-from parlmt.options import add_options, given_options
-from parlmt.rl.config import PAGRLConfig, SFTWarmupConfig, StageConfig
+from parlmt.options import add_command, add_options, given_options
+from parlmt.rl.config import DataConfig, PAGRLConfig, SFTWarmupConfig, StageConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="SFT warm-up and PAG-RL (TRL + PEFT LoRA), logged to MLflow")
     stages = train.add_subparsers(dest="stage", required=True, metavar="STAGE")
 
-    data = stages.add_parser("data", help="write reference PAG rows (ground-truth calls, plans, summaries)")
-    data.add_argument("--out", type=Path, required=True, help="dataset folder, or a .parquet / .jsonl file")
-    data.add_argument("--categories", default="base", help="task sources, comma-separated (base, py:todo, ...)")
-    data.add_argument("--split", default="train", choices=("train", "dev", "test"))
-    data.add_argument("--limit", type=int, help="at most this many tasks per category")
-    # Program and module names are checked by reference_rows against the registered programs (agents.PROGRAMS)
-    # rather than argparse choices: listing them here would load DSPy for every `parlmt --help`.
-    data.add_argument("--program", default="progress", help="a registered program: progress or fullhistory")
-    data.add_argument("--modules", help="only these modules' rows (comma-separated, of the program's modules: "
-                                        "summarize,plan,act for progress)")
-    data.add_argument("--replies", type=float, default=1.0,
-                      help="share of Act reply rows kept (0: only the rows that make calls; see reference_rows)")
-    data.add_argument("--tool-docs", choices=TOOL_DOCS, default="full",
-                      help="full (every parameter described) or brief (signatures, one line each) tool docs")
-    data.set_defaults(func=run_data)
+    add_command(stages, "data", DataConfig, run_data,
+                help="write reference PAG rows (ground-truth calls, plans, summaries)")
 
     sft = stages.add_parser("sft", help="SFT warm-up on a PAG dataset (TRL SFTTrainer, LoRA)")
     add_config_arguments(sft, SFTWarmupConfig)
@@ -60,11 +46,17 @@ def run_data(args: argparse.Namespace) -> int:
     from parlmt.envs import select_tasks
     from parlmt.rl.data import reference_rows, save_rows
 
-    tasks = select_tasks(args.categories, args.split, args.limit)
-    modules = args.modules.split(",") if args.modules else None
-    rows = reference_rows(tasks, program=args.program, modules=modules, tool_docs=args.tool_docs,
-                          replies=args.replies)
-    path = save_rows(rows, args.out)
+    config = DataConfig(**given_options(DataConfig, args))
+    try:  # the options, the sources and the split are checked before any task is played
+        config.check()
+        tasks = select_tasks(config.categories, config.split, config.limit)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    rows = reference_rows(tasks, program=config.program, modules=config.module_names(),
+                          max_steps_per_turn=config.max_steps_per_turn, tool_docs=config.tool_docs,
+                          replies=config.replies, refresh=config.refresh)
+    path = save_rows(rows, config.out)
     counts = {m: sum(r["module"] == m for r in rows) for m in sorted({r["module"] for r in rows})}
     print(f"{len(rows)} rows from {len(tasks)} tasks {counts} -> {path}")
     return 0

@@ -1,7 +1,7 @@
-"""Configuration of the SFT warm-up and PAG-RL, TRL style: each field's ``help`` is its documentation
-(``parlmt train sft --help`` / ``parlmt train rl --help`` print it).
+"""Configuration of the reference PAG data, the SFT warm-up and PAG-RL, TRL style: each field's ``help``
+is its documentation (``parlmt train data|sft|rl --help`` print it).
 
-Presets name tested starting points; fields given explicitly override them:
+The training stages' presets name tested starting points; fields given explicitly override them:
 
 - ``cpu-smoke``: the embedded 0.5B student (dtype by CPU) on this kind of machine (2 cores), tiny
   batches and token caps: a few steps in minutes, to check the whole loop end to end.
@@ -16,9 +16,41 @@ Presets name tested starting points; fields given explicitly override them:
 import dataclasses
 from dataclasses import dataclass
 
-from parlmt.envs.tooldocs import TOOL_DOCS
 from parlmt.options import option
+from parlmt.programs.config import ProgramOptions
 from parlmt.rl.rewards import REWARD_TERMS, reward_weights
+
+
+@dataclass
+class DataConfig(ProgramOptions):
+    """Reference PAG rows: each task played by the program with the ground-truth oracle answering every module
+    (the turn's calls, their numbered list as the plan, earlier turns as the summary), one row per module call."""
+
+    out: str | None = option("Where the rows go (required): a dataset folder (save_to_disk), or a .parquet / .jsonl "
+                             "file.")
+    categories: str = option("Task sources, comma-separated: base, miss_func, miss_param, long_context, py:todo, "
+                             "tau2:airline, ...", "base")
+    split: str = option("Tasks of this split: train, dev or test.", "train")
+    limit: int | None = option("At most this many tasks per category (first ones of the split).")
+    modules: str | None = option("Only these modules' rows, comma-separated, of the program's modules (summarize,plan,"
+                                 "act for progress); unset: every module's.")
+    replies: float = option("Share of the Act reply rows kept (the step that ends a turn with no call; which turns "
+                            "keep theirs is fixed by a hash of task and turn); 0 keeps only the rows that make calls.",
+                            1.0)
+    max_steps_per_turn: int = option("Act steps allowed per turn (BFCL: 20); the oracle makes a turn's calls in one "
+                                     "step, then replies.", 20)
+
+    def module_names(self) -> list[str] | None:
+        return [m.strip() for m in self.modules.split(",") if m.strip()] if self.modules else None
+
+    def check(self) -> None:
+        """Raise ``ValueError`` with what to change, before any task is played."""
+        from parlmt.rl.data import check_reference_options  # here: `parlmt --help` does not load DSPy
+
+        if not self.out:
+            raise ValueError("--out is required: a dataset folder, or a .parquet / .jsonl file")
+        self.check_program()
+        check_reference_options(self.program, self.module_names(), self.replies)
 
 
 @dataclass
@@ -106,11 +138,11 @@ class SFTWarmupConfig(StageConfig):
 
 
 @dataclass
-class PAGRLConfig(StageConfig):
+class PAGRLConfig(StageConfig, ProgramOptions):
     """PAG-RL: GRPO over rollouts of the whole program (every module call is a sample)."""
 
     PRESETS = {
-        "cpu-smoke": {"categories": "base", "max_tasks": 8, "num_generations": 2, "states_per_step": 1,
+        "cpu-smoke": {"categories": "base", "limit": 8, "num_generations": 2, "states_per_step": 1,
                       "max_completion_tokens": 48, "max_steps_per_turn": 2, "max_steps": 3, "save_steps": 0,
                       "micro_batch_size": 1, "eval_steps": 0, "learning_rate": 5e-5,
                       "output_dir": "outputs/rl-cpu-smoke"},
@@ -122,18 +154,12 @@ class PAGRLConfig(StageConfig):
                 "gradient_checkpointing": True, "output_dir": "outputs/rl-gpu"},
     }
 
-    program: str = option("Program rolled out: progress (Summarize -> Plan -> Act, PAG-RL) or fullhistory "
-                         "(Act on the raw transcript: the MT-GRPO baseline).", "progress")
-    refresh: str = option("Awareness refresh of the progress program: turn (summarize and plan once a turn, re-plan "
-                         "after a failed step) or step (before every Act step).", "turn")
-    tool_docs: str = option("Tool docs in the prompts: full (every parameter described) or brief (signatures, one "
-                           "line each); use the same as the SFT data and the evaluation.", "full")
     categories: str = option("Task sources, comma-separated: base, miss_func, miss_param, long_context, py:todo, ...",
                             "base")
     tasks: str | None = option("Train on these task ids only (comma-separated, e.g. bfcl:base:3,py:todo:1); dev "
                               "states still come from the categories.")
     split: str = option("Tasks of this split train (dev states are always from the dev split).", "train")
-    max_tasks: int | None = option("At most this many tasks per category (first ones of the split).")
+    limit: int | None = option("At most this many tasks per category (first ones of the split).")
     start_turns: str | None = option("Start turns of the states, comma-separated (e.g. 0,1); unset: every turn.")
     rollout_turns: int | None = option("Turns the policy plays from the start turn (earlier ones are replayed from "
                                       "the ground truth); 0 or unset plays to the end.", 1)
@@ -171,14 +197,7 @@ class PAGRLConfig(StageConfig):
         return reward_weights(self.reward_weights)
 
     def __post_init__(self):
-        from parlmt.programs.agents import PROGRAMS  # here: `parlmt --help` does not load DSPy
-
-        if self.program not in PROGRAMS:
-            raise ValueError(f"program must be one of {', '.join(PROGRAMS)}, got {self.program!r}")
-        if self.refresh not in ("turn", "step"):
-            raise ValueError(f"refresh must be turn or step, got {self.refresh!r}")
-        if self.tool_docs not in TOOL_DOCS:
-            raise ValueError(f"tool_docs must be one of {', '.join(TOOL_DOCS)}, got {self.tool_docs!r}")
+        self.check_program()
         # Every weight spelled out (an unknown term or a malformed pair fails here, before any model loads), so
         # the run's params in MLflow show the weights the run used.
         self.reward_weights = ",".join(f"{name}={value:g}" for name, value in self.weights().items())

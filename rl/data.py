@@ -37,14 +37,32 @@ from parlmt.programs.trajectory import ACT, SFT_COLUMNS, ModuleCall, sft_row
 
 
 def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: Iterable[str] | None = None,
-                   max_steps_per_turn: int = 20, tool_docs: str = "full", replies: float = 1.0) -> list[dict]:
+                   max_steps_per_turn: int = 20, tool_docs: str = "full", replies: float = 1.0,
+                   refresh: str = "turn") -> list[dict]:
     """PAG rows of every module call (or those of ``modules``) when ``program`` plays each task from its
-    ground truth.
+    ground truth (``max_steps_per_turn``, ``tool_docs`` and ``refresh``: the program's options).
 
     ``replies`` is the share of Act reply rows kept (the step that ends a turn with no calls): a turn's
     calls come in one step, so otherwise every other Act row is a reply, and a small student trained on
     that mix learns to reply at once. Which turns keep theirs is fixed by a hash of (task, turn).
     """
+    wanted = check_reference_options(program, modules, replies)
+    rows = []
+    for task in tasks:
+        env = make_env(task, max_steps_per_turn=max_steps_per_turn)
+        agent = oracle_program(program, env, calls_per_step=None, max_steps_per_turn=max_steps_per_turn,
+                               refresh=refresh, tool_docs=tool_docs)
+        with dspy.context(adapter=dspy.ChatAdapter()):
+            trajectory = agent(task=env).trajectory
+        rows += [sft_row(call.module, call.inputs, call.outputs, task.id, call.turn, call.step)
+                 for call in trajectory.module_calls if call.module in wanted
+                 and not (_is_reply(call) and fixed_share(f"{task.id}@{call.turn}") >= replies)]
+    return rows
+
+
+def check_reference_options(program: str, modules: Iterable[str] | None, replies: float) -> set[str]:
+    """The modules whose rows ``reference_rows`` keeps (``modules``, or all that ``program`` declares);
+    ``ValueError`` for an unknown program or module, or ``replies`` outside [0, 1]."""
     if not 0.0 <= replies <= 1.0:
         raise ValueError(f"replies is a share of the reply rows, between 0 and 1; got {replies}")
     declared = program_class(program).module_names()
@@ -52,17 +70,7 @@ def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: It
     if wanted - set(declared):
         raise ValueError(f"the {program} program has no module {', '.join(sorted(wanted - set(declared)))}; "
                          f"its modules are {', '.join(declared)}")
-    rows = []
-    for task in tasks:
-        env = make_env(task, max_steps_per_turn=max_steps_per_turn)
-        agent = oracle_program(program, env, calls_per_step=None, max_steps_per_turn=max_steps_per_turn,
-                               tool_docs=tool_docs)
-        with dspy.context(adapter=dspy.ChatAdapter()):
-            trajectory = agent(task=env).trajectory
-        rows += [sft_row(call.module, call.inputs, call.outputs, task.id, call.turn, call.step)
-                 for call in trajectory.module_calls if call.module in wanted
-                 and not (_is_reply(call) and fixed_share(f"{task.id}@{call.turn}") >= replies)]
-    return rows
+    return wanted
 
 
 def _is_reply(call: ModuleCall) -> bool:

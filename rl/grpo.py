@@ -343,9 +343,9 @@ class RLResult:
 
 
 def training_tasks(config: PAGRLConfig, split: str) -> list[Task]:
-    """The tasks of every category in ``config.categories`` in ``split`` (at most ``max_tasks`` each);
+    """The tasks of every category in ``config.categories`` in ``split`` (at most ``limit`` each);
     for the training split, ``config.tasks`` instead when given."""
-    return select_tasks(config.categories, split, config.max_tasks, config.tasks if split == config.split else None)
+    return select_tasks(config.categories, split, config.limit, config.tasks if split == config.split else None)
 
 
 def grpo_args(config: PAGRLConfig) -> GRPOConfig:

@@ -1,9 +1,12 @@
-"""Shared fixtures: the real embedded student, and a tiny random model with the student's tokenizer."""
+"""Shared fixtures: the real embedded student, a tiny random model with the student's tokenizer, and
+``ScriptedPolicy``, a policy LM that answers from a script."""
+
+import itertools
 
 import pytest
 import torch
 
-from parlmt.models import ModelConfig, load_model, load_tokenizer
+from parlmt.models import ModelConfig, Sample, TransformersLM, load_model, load_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +31,44 @@ def tiny_model_dir(tmp_path_factory):
     Qwen2ForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+class ScriptedPolicy(TransformersLM):
+    """A policy LM (``trainer.policy_lm``) whose completions come from ``script`` instead of sampling: a random
+    tiny model never writes a parseable call, so its rollouts' rewards would not differ. ``script`` maps an
+    output field (``summary``, ``plan``, ``calls``, ...) to the texts written, in turn and cycled, whenever a
+    prompt asks for that field. Prompts are rendered by the real chat template, so the trainer scores the
+    real token ids."""
+
+    def __init__(self, model, tokenizer, script: dict[str, list[str]]):
+        super().__init__(model=model, tokenizer=tokenizer, temperature=1.0, max_tokens=40, record_samples=True)
+        self.cycles = {field: itertools.cycle(texts) for field, texts in script.items()}
+
+    def generate(self, messages, **options) -> Sample:
+        outputs = messages[0]["content"].split("Your output fields are:")[1].split("All interactions")[0]
+        field = next(f for f in self.cycles if f"`{f}` (str)" in outputs)
+        text = next(self.cycles[field])
+        prompt_ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                        return_dict=True)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        sample = Sample(messages, list(prompt_ids), ids, [0.0] * len(ids), text, "stop")
+        self.samples.append(sample)
+        return sample
+
+
+@pytest.fixture(scope="session")
+def scripted_trainer():
+    """``scripted_trainer(config, script)``: the PAG-RL trainer of ``config`` generating through a
+    ``ScriptedPolicy`` answering from ``script``."""
+
+    def build(config, script: dict[str, list[str]]):
+        from parlmt.rl.grpo import build_trainer
+
+        trainer = build_trainer(config)
+        trainer.policy_lm = ScriptedPolicy(trainer.model, trainer.processing_class, script)
+        return trainer
+
+    return build
 
 
 # A short `parlmt demo`: every stage on the tiny model, one dev entry, a few tokens per module call.

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import torch
-from test_rl_train import Gradients, ScriptedPolicy, rl_config  # this file's folder is on sys.path
+from conftest import ScriptedPolicy  # this file's folder is on sys.path
+from test_rl_train import SCRIPT, Gradients, rl_config
 
 from parlmt.rl.grpo import build_trainer, train_rl
 
@@ -22,7 +23,7 @@ def main(model_dir: str, out: Path, states_per_step: int) -> None:
     config = rl_config(model_dir, out, tasks=TASKS, states_per_step=states_per_step, dtype="float64",
                        max_steps=2, save_steps=0, eval_steps=0)
     trainer = build_trainer(config)
-    trainer.policy_lm = ScriptedPolicy(trainer.model, trainer.processing_class)
+    trainer.policy_lm = ScriptedPolicy(trainer.model, trainer.processing_class, SCRIPT)
     gradients = Gradients(trainer.model)
     trainer.add_callback(gradients)
     result = train_rl(config, trainer)

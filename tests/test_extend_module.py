@@ -5,13 +5,10 @@ dataset's SFT rows (optimize/), and one PAG-RL step on the tiny model.
 The program is registered in ``PROGRAMS`` and the oracle's answer for the signature in ``oracle.ANSWERS``
 (both undone after each test): that is all the rest of the package needs to know about it."""
 
-import itertools
-
 import dspy
 import pytest
 
 from parlmt.envs import load_task
-from parlmt.models import Sample, TransformersLM
 from parlmt.optimize.config import PAGConfig
 from parlmt.optimize.dataset import collect
 from parlmt.optimize.pag import play_task
@@ -91,7 +88,7 @@ def test_pag_records_and_sft_rows_include_the_new_module(reflecting, tmp_path):
     assert [r for r in sft if r["module"] == "reflect"] == reference
 
 
-SCRIPT = {  # what ScriptedPolicy writes at turn 1 of TASK, by the module whose output field the prompt asks for
+SCRIPT = {  # what ScriptedPolicy (conftest.py) writes at turn 1 of TASK, by the output field the prompt asks for
     "summary": ["Turn 1: add_item(title='buy milk', tags=['home'])."],
     "reflection": ["One call left: add file taxes."],
     "plan": ["1. add_item(title='file taxes', priority=1)"],
@@ -101,37 +98,14 @@ SCRIPT = {  # what ScriptedPolicy writes at turn 1 of TASK, by the module whose 
 }
 
 
-class ScriptedPolicy(TransformersLM):
-    """The policy LM answering from ``SCRIPT`` (a random tiny model never writes a call, so rewards would not
-    differ); prompts are rendered by the real chat template, so the trainer scores the real token ids."""
-
-    def __init__(self, model, tokenizer):
-        super().__init__(model=model, tokenizer=tokenizer, temperature=1.0, max_tokens=40, record_samples=True)
-        self.cycles = {field: itertools.cycle(texts) for field, texts in SCRIPT.items()}
-
-    def generate(self, messages, **options) -> Sample:
-        outputs = messages[0]["content"].split("Your output fields are:")[1].split("All interactions")[0]
-        field = next(f for f in SCRIPT if f"`{f}` (str)" in outputs)
-        text = next(self.cycles[field])
-        prompt_ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                        return_dict=True)["input_ids"]
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-        sample = Sample(messages, list(prompt_ids), ids, [0.0] * len(ids), text, "stop")
-        self.samples.append(sample)
-        return sample
-
-
 @pytest.mark.slow
-def test_one_pag_rl_step_trains_on_the_new_module(reflecting, tiny_model_dir, tmp_path):
-    from parlmt.rl.grpo import build_trainer
-
+def test_one_pag_rl_step_trains_on_the_new_module(reflecting, tiny_model_dir, scripted_trainer, tmp_path):
     config = PAGRLConfig(model=str(tiny_model_dir), dtype="float32", program="reflecting", categories="py:todo",
                          tasks=TASK, start_turns="1", num_generations=2, states_per_step=1, max_completion_tokens=12,
                          max_steps_per_turn=1, max_steps=1, save_steps=0, eval_steps=0, learning_rate=5e-3,
                          lora_r=4, lora_alpha=8, batch_rollouts=False, output_dir=str(tmp_path / "rl"),
                          mlruns=str(tmp_path / "mlruns"))
-    trainer = build_trainer(config)
-    trainer.policy_lm = ScriptedPolicy(trainer.model, trainer.processing_class)
+    trainer = scripted_trainer(config, SCRIPT)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     trainer.train()
     table = trainer.pop_table()

@@ -2,11 +2,12 @@
 ``train data`` command writing a PAG dataset that loads back."""
 
 import argparse
+import dataclasses
 
 import pytest
 
 from parlmt.rl import cli as rl_cli
-from parlmt.rl.config import PAGRLConfig, SFTWarmupConfig
+from parlmt.rl.config import DataConfig, PAGRLConfig, SFTWarmupConfig
 from parlmt.rl.data import load_pag_dataset
 
 
@@ -29,6 +30,9 @@ def test_preset_then_explicit_options():
         with pytest.raises(ValueError, match=message):
             rl_cli.config_from_args(PAGRLConfig, parse(["train", "rl", "--reward-weights", bad]))
     assert config.num_generations == PAGRLConfig.PRESETS["cpu-smoke"]["num_generations"]
+    assert config.limit == 8  # the preset's; --limit (or the older --max-tasks) overrides it
+    older = parse(["train", "rl", "--preset", "cpu-smoke", "--max-tasks", "3"])
+    assert rl_cli.config_from_args(PAGRLConfig, older).limit == 3
     assert config.adapter is None  # no --adapter: the "w/o PAG" ablation (no SFT warm-up)
     assert rl_cli.config_from_args(PAGRLConfig, parse(["train", "rl"])) == PAGRLConfig()
     sft = rl_cli.config_from_args(SFTWarmupConfig, parse(["train", "sft", "--preset", "gpu", "--dataset", "d"]))
@@ -40,6 +44,11 @@ def test_every_field_is_an_option_with_its_doc(capsys):
         parse(["train", "rl", "--help"])
     text = capsys.readouterr().out
     assert "--num-generations" in text and "rollouts per state" in text and "cpu-smoke" in text
+    with pytest.raises(SystemExit):
+        parse(["train", "data", "--help"])
+    text = capsys.readouterr().out
+    assert all(f"--{item.name.replace('_', '-')}" in text for item in dataclasses.fields(DataConfig))
+    assert "Share of the Act reply rows kept" in text and "Awareness refresh" in text
 
 
 def test_bad_values_are_refused():
@@ -67,3 +76,21 @@ def test_train_data_writes_a_pag_dataset(tmp_path, capsys):
         assert (short["task_id"], short["turn"]) == (long["task_id"], long["turn"])
         assert short["completion"] == long["completion"]
         assert len(short["prompt"][1]["content"]) < len(long["prompt"][1]["content"])
+
+
+def test_train_data_refuses_bad_values_before_playing_a_task(tmp_path, capsys):
+    out = tmp_path / "pag.jsonl"
+    for options, message in ((["--program", "other"], "program must be one of progress, fullhistory, got 'other'"),
+                             (["--modules", "plan,reflect"], "the progress program has no module reflect"),
+                             (["--replies", "1.5"], "replies is a share of the reply rows, between 0 and 1"),
+                             (["--refresh", "often"], "refresh must be 'turn' or 'step'"),
+                             (["--program", "fullhistory", "--refresh", "step"],
+                              "refresh='step' is an option of the progress program; fullhistory has no summary"),
+                             (["--categories", "base,bsae"], "unknown task source 'bsae'"),
+                             (["--split", "val"], "unknown split 'val'")):
+        args = parse(["train", "data", "--out", str(out), *options])
+        assert args.func(args) == 2
+        assert f"error: {message}" in capsys.readouterr().err
+    args = parse(["train", "data"])
+    assert args.func(args) == 2 and "error: --out is required" in capsys.readouterr().err
+    assert not out.exists()

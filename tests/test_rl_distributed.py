@@ -5,7 +5,7 @@ make the update one process makes on the same states.
 ``mpirun`` only with ``--mpirun_hostfile``), so the test launches with ``--multi_gpu``, accelerate's
 torchrun launcher, the one GPU clusters use; the trainer's ``device=cpu`` (``use_cpu``) makes each process
 a CPU one and the backend gloo instead of nccl. Nothing is mocked: ``tests/rl_distributed_run.py`` runs
-``build_trainer`` and ``train_rl`` with the tests' scripted policy LM (``test_rl_train.ScriptedPolicy``).
+``build_trainer`` and ``train_rl`` with the tests' scripted policy LM (``conftest.ScriptedPolicy``).
 """
 
 import json

@@ -2,13 +2,12 @@
 with MLflow read back, checkpoint resume, and adapters loadable by ``ModelConfig(adapter=...)``.
 
 PAG-RL moves the weights only when rollouts of a state earn different rewards, and a random model
-never writes a parseable call. So the RL runs generate through ``ScriptedPolicy``: the policy LM
-seam (``trainer.policy_lm``, where a vLLM backend would plug in) answering from a script that
-alternates a right and an unparseable Act. Everything else is real: the agent, the environment and
+never writes a parseable call. So the RL runs generate through ``ScriptedPolicy`` (conftest.py): the
+policy LM seam (``trainer.policy_lm``, where a vLLM backend would plug in) answering from a script
+that alternates a right and an unparseable Act. Everything else is real: the agent, the environment and
 its checker, the rewards, TRL's loss on the tiny model's log-probs, LoRA, checkpoints and MLflow.
 The real model's own sampling is covered by the rollout tests."""
 
-import itertools
 import shutil
 
 import pytest
@@ -18,7 +17,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from parlmt.envs import load_task, load_tasks
-from parlmt.models import ModelConfig, Sample, TransformersLM, load_model
+from parlmt.models import ModelConfig, TransformersLM, load_model
 from parlmt.rl.config import PAGRLConfig, SFTWarmupConfig
 from parlmt.rl.data import load_pag_dataset, reference_rows, save_rows
 from parlmt.rl.rollout import play
@@ -26,33 +25,13 @@ from parlmt.rl.rollout import play
 pytestmark = pytest.mark.slow  # real SFT and GRPO training (tiny model)
 
 TASK = "py:todo:0"
-SCRIPT = {  # what ScriptedPolicy writes, by module, in turn
+SCRIPT = {  # what ScriptedPolicy (conftest.py) writes, by the output field the prompt asks for, in turn
     "plan": ["1. add_item(title='buy milk', tags=['home'])"],
     # A turn takes max_steps_per_turn (1) Act steps, then one more (BFCL's cap). Rollouts alternate: a right
     # call then a broken one (the turn's state matches), or two broken ones (re-planned after the first).
-    "act": ["[add_item(title='buy milk', tags=['home'])]", "[add_item(title='buy milk'",
-            "[add_item(title='buy milk'", "[add_item(title='buy milk'"],
+    "calls": ["[add_item(title='buy milk', tags=['home'])]", "[add_item(title='buy milk'",
+              "[add_item(title='buy milk'", "[add_item(title='buy milk'"],
 }
-
-
-class ScriptedPolicy(TransformersLM):
-    """A TransformersLM whose completions come from ``SCRIPT`` (cycled per module) instead of sampling;
-    prompts are rendered by the real chat template, so the trainer scores the real token ids."""
-
-    def __init__(self, model, tokenizer):
-        super().__init__(model=model, tokenizer=tokenizer, temperature=1.0, max_tokens=40, record_samples=True)
-        self.cycles = {module: itertools.cycle(texts) for module, texts in SCRIPT.items()}
-
-    def generate(self, messages, **options) -> Sample:
-        system = messages[0]["content"]
-        module = "plan" if "`plan` (str): numbered" in system else "act"
-        text = next(self.cycles[module])
-        prompt_ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                        return_dict=True)["input_ids"]
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-        sample = Sample(messages, list(prompt_ids), ids, [0.0] * len(ids), text, "stop")
-        self.samples.append(sample)
-        return sample
 
 
 def rl_config(model_dir, tmp_path, **overrides) -> PAGRLConfig:
@@ -133,18 +112,16 @@ def test_sft_lowers_the_loss_and_saves_a_loadable_adapter(tiny_model_dir, tmp_pa
     assert any(a.path == "adapter" for a in client.list_artifacts(result.run_id))
 
 
-def scripted_run(config: PAGRLConfig):
-    from parlmt.rl.grpo import build_trainer, train_rl
+def scripted_run(scripted_trainer, config: PAGRLConfig):
+    from parlmt.rl.grpo import train_rl
 
-    trainer = build_trainer(config)
-    trainer.policy_lm = ScriptedPolicy(trainer.model, trainer.processing_class)
-    return train_rl(config, trainer)
+    return train_rl(config, scripted_trainer(config, SCRIPT))
 
 
 @pytest.fixture(scope="module")
-def rl_run(tiny_model_dir, tmp_path_factory):
+def rl_run(tiny_model_dir, scripted_trainer, tmp_path_factory):
     config = rl_config(tiny_model_dir, tmp_path_factory.mktemp("rl"))
-    return config, scripted_run(config)
+    return config, scripted_run(scripted_trainer, config)
 
 
 def test_rl_changes_the_lora_weights_and_logs_every_metric(rl_run):
@@ -184,13 +161,13 @@ def test_rl_changes_the_lora_weights_and_logs_every_metric(rl_run):
     assert lm.generate([{"role": "user", "content": "hi"}], max_tokens=4).completion_ids
 
 
-def test_resume_from_a_checkpoint_matches_the_uninterrupted_run(rl_run, tmp_path):
+def test_resume_from_a_checkpoint_matches_the_uninterrupted_run(rl_run, scripted_trainer, tmp_path):
     config, result = rl_run
     resumed_dir = tmp_path / "resumed"
     shutil.copytree(f"{config.output_dir}/checkpoint-1", resumed_dir / "checkpoint-1")
     resumed = rl_config(config.model, tmp_path, output_dir=str(resumed_dir), resume="latest",
                         mlruns=config.mlruns)
-    again = scripted_run(resumed)
+    again = scripted_run(scripted_trainer, resumed)
     first, second = lora_weights(result.adapter), lora_weights(again.adapter)
     assert first.keys() == second.keys()
     for name in first:
@@ -211,26 +188,25 @@ class Gradients(TrainerCallback):
                            if p.requires_grad and p.grad is not None})
 
 
-def first_step_gradients(config: PAGRLConfig) -> dict[str, torch.Tensor]:
-    from parlmt.rl.grpo import build_trainer
-
-    trainer = build_trainer(config)
-    trainer.policy_lm = ScriptedPolicy(trainer.model, trainer.processing_class)
+def first_step_gradients(scripted_trainer, config: PAGRLConfig) -> dict[str, torch.Tensor]:
+    trainer = scripted_trainer(config, SCRIPT)
     gradients = Gradients(trainer.model)
     trainer.add_callback(gradients)
     trainer.train()
     return gradients.steps[0]
 
 
-def test_micro_batches_give_the_gradient_of_the_whole_slice(tiny_model_dir, tmp_path):
+def test_micro_batches_give_the_gradient_of_the_whole_slice(tiny_model_dir, scripted_trainer, tmp_path):
     """The claim is an equality of sums, so it is checked on one step's gradients of a float64 model, as a
     whole vector: weights after Adam steps amplify float32 summation-order differences, which differ between
     CPU kinds, and TRL's fused log-prob head keeps part of its arithmetic in float32 even for a float64 model
     (measured: 5.5e-8 relative, float32's rounding unit being 6e-8). A lost or double-counted piece is off by
     O(1); 1e-5 leaves summation order on any CPU a wide margin."""
     settings = dict(dtype="float64", max_steps=1, save_steps=0, eval_steps=0, mlruns=str(tmp_path / "mlruns"))
-    pieces = first_step_gradients(rl_config(tiny_model_dir, tmp_path / "a", micro_batch_size=2, **settings))
-    at_once = first_step_gradients(rl_config(tiny_model_dir, tmp_path / "b", micro_batch_size=0, **settings))
+    pieces = first_step_gradients(scripted_trainer, rl_config(tiny_model_dir, tmp_path / "a", micro_batch_size=2,
+                                                              **settings))
+    at_once = first_step_gradients(scripted_trainer, rl_config(tiny_model_dir, tmp_path / "b", micro_batch_size=0,
+                                                               **settings))
     assert pieces.keys() == at_once.keys() and all(g.dtype == torch.float64 for g in pieces.values())
     difference = torch.cat([(pieces[name] - at_once[name]).flatten() for name in pieces]).norm()
     size = torch.cat([gradient.flatten() for gradient in at_once.values()]).norm()
