@@ -30,9 +30,9 @@ def test_preset_then_explicit_options():
         with pytest.raises(ValueError, match=message):
             rl_cli.config_from_args(PAGRLConfig, parse(["train", "rl", "--reward-weights", bad]))
     assert config.num_generations == PAGRLConfig.PRESETS["cpu-smoke"]["num_generations"]
-    assert config.limit == 8  # the preset's; --limit (or the older --max-tasks) overrides it
-    older = parse(["train", "rl", "--preset", "cpu-smoke", "--max-tasks", "3"])
-    assert rl_cli.config_from_args(PAGRLConfig, older).limit == 3
+    assert config.limit == 8  # the preset's; --limit overrides it
+    given = parse(["train", "rl", "--preset", "cpu-smoke", "--limit", "3"])
+    assert rl_cli.config_from_args(PAGRLConfig, given).limit == 3
     assert config.adapter is None  # no --adapter: the "w/o PAG" ablation (no SFT warm-up)
     assert rl_cli.config_from_args(PAGRLConfig, parse(["train", "rl"])) == PAGRLConfig()
     sft = rl_cli.config_from_args(SFTWarmupConfig, parse(["train", "sft", "--preset", "gpu", "--dataset", "d"]))
