@@ -26,6 +26,10 @@ STATE_MISMATCH = "multi_turn:instance_state_mismatch"
 RESPONSE_MISMATCH = "multi_turn:execution_response_mismatch"
 FORCE_TERMINATED = "multi_turn:force_terminated"
 
+# What a model that gets a turn right tells the user at its end (``ToolEnv.reference_reply``).
+DONE_REPLY = "Done: every step of your request is complete."
+CANNOT_REPLY = "I cannot complete this request with the available tools and information."
+
 
 def cache_root() -> Path:
     """Where environments keep what they write: ``$PARLMT_CACHE`` (default ``~/.cache/parlmt``)."""
@@ -188,6 +192,17 @@ class ToolEnv:
             self.reset(task)
 
     # ------------------------------------------------------------------ subclass hooks
+
+    @classmethod
+    def reference(cls, task: Task, **options) -> "ToolEnv":
+        """The environment the ground-truth oracle plays ``task`` in (``make_env(task, reference=True)``):
+        this one; an environment with a party the oracle does not play (tau2's customer) plays it here."""
+        return cls(task, **options)
+
+    def reference_reply(self) -> str:
+        """What the agent tells the user when it has played the current turn's ground truth (the oracle's
+        reply, and that of turns replayed from the ground truth)."""
+        return DONE_REPLY if self.ground_truth() else CANNOT_REPLY
 
     def _backends(self, task: Task) -> dict[str, object]:
         """Fresh backend instances for ``task`` in its initial state, keyed by class name."""

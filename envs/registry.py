@@ -76,12 +76,13 @@ def load_task(task_id: str) -> Task:
     return tasks[int(index)]
 
 
-def make_env(task: Task | str, **options) -> ToolEnv:
+def make_env(task: Task | str, reference: bool = False, **options) -> ToolEnv:
     """An environment reset on ``task`` (a ``Task`` or an id); ``options`` go to the env
-    (``max_observation_chars``, ``max_call_chars``, ``max_steps_per_turn``)."""
+    (``max_observation_chars``, ``max_call_chars``, ``max_steps_per_turn``). ``reference``: the one the
+    ground-truth oracle plays in (``ToolEnv.reference``: tau2's customer carries out their own actions)."""
     task = load_task(task) if isinstance(task, str) else task
     env_class = {"bfcl": BFCLEnv, "tau2": Tau2Env}.get(task.meta.get("source"), PythonToolsEnv)
-    return env_class(task, **options)
+    return env_class.reference(task, **options) if reference else env_class(task, **options)
 
 
 def _load_python(name: str) -> tuple[Task, ...]:

@@ -22,6 +22,12 @@ telecom task asks). What this module adds:
   A user that raises (an LM timeout), writes nothing, or never stops (``max_user_turns``) fails the
   episode with its own error type, never the run. ``user_system_prompt(task)`` is tau2's published
   user-simulator prompt for that user;
+- the reference (``make_env(task, reference=True)``, where the ground-truth oracle plays for PAG data):
+  the customer is ``ExpectedCustomer``, who opens with the request and, once the agent has replied, carries
+  out their own expected actions (telecom: on their phone) and stops. The oracle's reply
+  (``reference_reply``) tells them what the task wants communicated and which steps to take. Their
+  actions come after all of the agent's, not interleaved in tau2's order: tau2 checks the final state
+  (database, environment assertions), and so every task still scores 1.0;
 - isolation: importing tau2 loads a ``.env`` file, sets ``litellm.drop_params``, turns litellm's
   cache off, logs at DEBUG through loguru and points results into site-packages; ``_tau2()``
   imports it once and undoes or contains each of these (see there).
@@ -38,7 +44,17 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Protocol
 
-from parlmt.envs.base import EpisodeScore, Task, ToolEnv, TurnScore, cache_root, require_version, truncate
+from parlmt.envs.base import (
+    CANNOT_REPLY,
+    DONE_REPLY,
+    EpisodeScore,
+    Task,
+    ToolEnv,
+    TurnScore,
+    cache_root,
+    require_version,
+    truncate,
+)
 from parlmt.envs.calls import Call, CallError, bind_call
 from parlmt.envs.splits import carve_dev
 
@@ -259,6 +275,24 @@ class User(Protocol):
     def respond(self, env: "Tau2Env") -> str | None: ...
 
 
+class ExpectedCustomer:
+    """The customer of the reference conversation: opens with the task's request and, once the agent has
+    replied, carries out their own expected actions (telecom: on their phone) and ends the conversation."""
+
+    def respond(self, env: "Tau2Env") -> str:
+        if len(env.conversation()) == 1:  # only the greeting so far: the opening message
+            return env.task.meta["request"]
+        calls = customer_actions(env.task)
+        if calls:
+            env.user_step(f"[{', '.join(calls)}]")
+        return USER_ENDINGS[0]
+
+
+def customer_actions(task: Task) -> list[str]:
+    """The expected actions the customer takes on their own side (telecom), in tau2's order."""
+    return [call for requestor, call in task.meta["expected_actions"] if requestor == "user"]
+
+
 class Tau2Env(ToolEnv):
     """A tau2 task as an environment: calls run in tau2's ``Environment`` and the episode is
     recorded as tau2 messages, which its evaluator scores (``score_episode``, ``reward_info``).
@@ -273,6 +307,20 @@ class Tau2Env(ToolEnv):
         self.user = user
         self.max_user_turns = max_user_turns
         super().__init__(task, **options)
+
+    @classmethod
+    def reference(cls, task: Task, **options) -> "Tau2Env":
+        return cls(task, user=ExpectedCustomer(), **options)
+
+    def reference_reply(self) -> str:
+        """Done (when the turn had agent actions), the information the task wants the customer told (tau2's
+        communication check), and the steps the customer must take themselves; ``CANNOT_REPLY`` when there
+        is none of these (a request the policy refuses)."""
+        info, steps = self.task.meta["communicate_info"], customer_actions(self.task)
+        parts = [DONE_REPLY] if self.ground_truth() else []
+        parts += [f"Here is what you asked for: {'; '.join(info)}."] if info else []
+        parts += [f"Please do this on your phone: {', '.join(steps)}."] if steps else []
+        return " ".join(parts) or CANNOT_REPLY
 
     def reset(self, task: Task | None = None) -> str:
         # with a user, self.task grows a turn per user message: a bare reset() starts from the task as given
@@ -479,11 +527,10 @@ def _explain(info) -> tuple[bool, str, str | None]:
 
 def replay_expected(env: Tau2Env) -> float:
     """Play the task's expected actions in tau2's order (the agent's through ``step``, the
-    customer's through ``user_step``, one call per step), tell the user every piece of
-    information the task wants communicated, close the turn; tau2's reward."""
+    customer's through ``user_step``, one call per step), reply as the oracle does (``reference_reply``:
+    every piece of information the task wants communicated), close the turn; tau2's reward."""
     for requestor, text in env.task.meta["expected_actions"]:
         (env.step if requestor == "assistant" else env.user_step)(text)
-    info = env.task.meta["communicate_info"]
-    env.reply(" ".join(info) if info else "Done.")
+    env.reply(env.reference_reply())
     env.next_turn()
     return env.reward()

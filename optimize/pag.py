@@ -163,7 +163,7 @@ def play_task(task: Task, config: PAGConfig, program: dspy.Module | None, lm: ds
     error = None
     for attempt in range(1, config.retries + 1):
         started = time.perf_counter()
-        env = make_env(task, max_steps_per_turn=config.max_steps_per_turn)
+        env = make_env(task, reference=config.teacher == "reference", max_steps_per_turn=config.max_steps_per_turn)
         try:
             with dspy.context(lm=lm):
                 trajectory = teacher_program(config, program, env)(task=env).trajectory

@@ -17,8 +17,6 @@ from parlmt.programs.parsing import extract_calls, salvage_calls
 from parlmt.programs.trajectory import ACT, ActStep, ModuleCall, Trajectory, TurnRecord, scalar_meta
 
 NOTHING_YET = "(none yet)"
-DONE_REPLY = "Done: every step of your request is complete."
-CANNOT_REPLY = "I cannot complete this request with the available tools and information."
 _FIELD_MARKER = re.compile(r"\[\[ ## \w+ ## \]\]")
 MAX_ECHO_CHARS = 500  # unreadable output is echoed back to the model this far, not in full
 
@@ -217,7 +215,7 @@ class Episode:
             step = ActStep(self.turn, 0, f"[{', '.join(call.canonical() for call in truth)}]")
             self._execute(step, truth)
             self.trajectory.steps.append(step)
-        reply = DONE_REPLY if truth else CANNOT_REPLY
+        reply = self.env.reference_reply()
         self.env.reply(reply)
         self.trajectory.steps.append(ActStep(self.turn, 1 if truth else 0, "[]", reply=reply))
         self._current.steps = 2 if truth else 1

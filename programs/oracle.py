@@ -3,12 +3,16 @@ task's ground truth. It is not a language model.
 
 Summarize lists the calls executed so far with their (shortened) results, Plan numbers the current
 turn's ground-truth calls still to run, and Act makes them (the next one per step, or all of them in
-one step) and replies once none is left; the answers are registered by signature (``ANSWERS``).
+one step) and replies once none is left, with the environment's ``reference_reply`` (tau2: the information
+the task wants communicated); the answers are registered by signature (``ANSWERS``).
 Plugged into an agent it produces the same kind of trajectory an LM does, with every action correct
 by construction. It serves as:
 
 - the reference teacher of PAG bootstrapping (optimize/);
 - the source of reference SFT rows (``parlmt train data``).
+
+It plays in ``make_env(task, reference=True)``: there tau2's customer carries out their own expected
+actions (telecom: on their phone) once the oracle has replied, as it asks them to.
 """
 
 from collections.abc import Callable
@@ -16,8 +20,8 @@ from collections.abc import Callable
 import dspy
 
 from parlmt.envs import ToolEnv
+from parlmt.envs.base import CANNOT_REPLY
 from parlmt.programs.agents import build_program, program_class
-from parlmt.programs.episode import CANNOT_REPLY, DONE_REPLY
 from parlmt.signatures import Act, Plan, Summarize
 
 NO_CALLS_PLAN = "1. No tool call can complete this request: tell the user what is missing."
@@ -50,14 +54,14 @@ def summarize_answer(env: ToolEnv, calls_per_step: int | None) -> dict[str, str]
 
 def plan_answer(env: ToolEnv, calls_per_step: int | None) -> dict[str, str]:
     steps = "\n".join(f"{i}. {call}" for i, call in enumerate(remaining_calls(env), 1))
-    return {"plan": steps or (DONE_PLAN if env.ground_truth() else NO_CALLS_PLAN)}
+    return {"plan": steps or (NO_CALLS_PLAN if env.reference_reply() == CANNOT_REPLY else DONE_PLAN)}
 
 
 def act_answer(env: ToolEnv, calls_per_step: int | None) -> dict[str, str]:
     remaining = remaining_calls(env)
     if remaining:
         return {"calls": f"[{', '.join(remaining[:calls_per_step])}]", "reply": ""}
-    return {"calls": "[]", "reply": DONE_REPLY if env.ground_truth() else CANNOT_REPLY}
+    return {"calls": "[]", "reply": env.reference_reply()}
 
 
 ANSWERS: dict[type[dspy.Signature], OracleAnswer] = {Summarize: summarize_answer, Plan: plan_answer, Act: act_answer}

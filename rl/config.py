@@ -16,6 +16,7 @@ The training stages' presets name tested starting points; fields given explicitl
 import dataclasses
 from dataclasses import dataclass
 
+from parlmt.envs.tau2 import MAX_USER_TURNS
 from parlmt.options import option
 from parlmt.programs.config import ProgramOptions
 from parlmt.rl.rewards import REWARD_TERMS, reward_weights
@@ -154,8 +155,8 @@ class PAGRLConfig(StageConfig, ProgramOptions):
                 "gradient_checkpointing": True, "output_dir": "outputs/rl-gpu"},
     }
 
-    categories: str = option("Task sources, comma-separated: base, miss_func, miss_param, long_context, py:todo, ...",
-                            "base")
+    categories: str = option("Task sources, comma-separated: base, miss_func, miss_param, long_context, py:todo, "
+                            "tau2:airline, ...", "base")
     tasks: str | None = option("Train on these task ids only (comma-separated, e.g. bfcl:base:3,py:todo:1); dev "
                               "states still come from the categories.")
     split: str = option("Tasks of this split train (dev states are always from the dev split).", "train")
@@ -164,6 +165,15 @@ class PAGRLConfig(StageConfig, ProgramOptions):
     rollout_turns: int | None = option("Turns the policy plays from the start turn (earlier ones are replayed from "
                                       "the ground truth); 0 or unset plays to the end.", 1)
     max_steps_per_turn: int = option("Act steps allowed per turn (BFCL: 20).", 4)
+    user_lm: str | None = option("tau2 states only: a simulated customer (tau2's user-simulator prompt) answers every "
+                                 "reply and a rollout is the whole conversation, until the customer stops; played by "
+                                 "this model (any `parlmt eval --lm` value, answering greedily), or `policy`: the "
+                                 "policy itself, at its sampling temperature, its customer turns not trained on. "
+                                 "Unset: one scripted turn, the customer's request (as `parlmt eval` without "
+                                 "--user-lm).")
+    user_api_base: str | None = option("Endpoint of the user LM's OpenAI-compatible server.")
+    max_user_turns: int = option("User messages a conversation with the simulated user may have; past them the "
+                                 "rollout fails (tau2:max_user_turns).", MAX_USER_TURNS)
     num_generations: int = option("G: rollouts per state; advantages compare the same module call across them.", 4)
     states_per_step: int = option("States rolled out per optimizer step and process (each G times: under "
                                  "`accelerate launch` on P processes a step rolls out P x this many); also the "
@@ -201,6 +211,8 @@ class PAGRLConfig(StageConfig, ProgramOptions):
         # Every weight spelled out (an unknown term or a malformed pair fails here, before any model loads), so
         # the run's params in MLflow show the weights the run used.
         self.reward_weights = ",".join(f"{name}={value:g}" for name, value in self.weights().items())
+        if self.max_user_turns < 1:
+            raise ValueError(f"max_user_turns must be at least 1, got {self.max_user_turns}")
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: advantages compare rollouts of the same state")
         if self.loss_type not in ("dapo", "dr_grpo"):

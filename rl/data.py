@@ -15,8 +15,10 @@ module call of a verified trajectory:
 
 optimize/ produces it from the teacher's verified trajectories; ``reference_rows`` produces it
 from the ground truth alone (the calls of each turn, their numbered list as the plan, the calls
-and results of earlier turns as the summary): the reference data path, used in tests and as an
-SFT baseline.
+and results of earlier turns as the summary, the environment's reference reply at each turn's end): the
+reference data path, used in tests and as an SFT baseline. For tau2 a task is one conversation: Act makes
+the agent's expected actions (tau2's order) and replies with what the task wants communicated (and, in
+telecom, the steps the customer takes on their phone, which they then carry out: ``Tau2Env.reference``).
 
 RL states
 ---------
@@ -49,7 +51,7 @@ def reference_rows(tasks: Iterable[Task], program: str = "progress", modules: It
     wanted = check_reference_options(program, modules, replies)
     rows = []
     for task in tasks:
-        env = make_env(task, max_steps_per_turn=max_steps_per_turn)
+        env = make_env(task, reference=True, max_steps_per_turn=max_steps_per_turn)
         agent = oracle_program(program, env, calls_per_step=None, max_steps_per_turn=max_steps_per_turn,
                                refresh=refresh, tool_docs=tool_docs)
         with dspy.context(adapter=dspy.ChatAdapter()):

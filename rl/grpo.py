@@ -33,6 +33,7 @@ from trl import GRPOConfig, GRPOTrainer
 from parlmt.envs import Task, select_tasks
 from parlmt.models import TransformersLM
 from parlmt.programs.metrics import aggregate
+from parlmt.programs.user import require_simulated_user
 from parlmt.rl.advantages import group_advantages, zero_spread_share
 from parlmt.rl.config import PAGRLConfig
 from parlmt.rl.data import state_rows
@@ -79,6 +80,13 @@ class PAGRLTrainer(GRPOTrainer):
         self.policy_lm = TransformersLM(model=self.model, tokenizer=self.processing_class, name="local/policy",
                                         temperature=config.temperature, max_tokens=config.max_completion_tokens,
                                         record_samples=True)
+        # The simulated customer of tau2 rollouts: a model of its own, answering greedily (the rollouts of a state
+        # then differ by the policy's choices alone), or the policy itself ("policy": see _user).
+        self.user_lm = None
+        if config.user_lm not in (None, "policy"):
+            from parlmt.models.lm import make_lm
+
+            self.user_lm = make_lm(config.user_lm, config.max_completion_tokens, 0.0, api_base=config.user_api_base)
 
     # ------------------------------------------------------------------ one generation step
 
@@ -139,9 +147,7 @@ class PAGRLTrainer(GRPOTrainer):
         config, model = self.pag, self.model
 
         def rollout(row: dict, lm) -> Rollout:
-            return play(config.program, self.tasks[row["task_id"]], row["turn"], lm,
-                        turns=config.rollout_turns or None, max_steps_per_turn=config.max_steps_per_turn,
-                        refresh=config.refresh, tool_docs=config.tool_docs)
+            return self._play(self.tasks[row["task_id"]], row["turn"], lm)
 
         def on_lane(row: dict, lane) -> Rollout:
             try:
@@ -169,6 +175,14 @@ class PAGRLTrainer(GRPOTrainer):
         finally:
             model.train()
         return list(enumerate(played))
+
+    def _play(self, task: Task, turn: int, lm) -> Rollout:
+        """One rollout of the program with ``lm`` from ``(task, turn)``, with the simulated user when there is one."""
+        config = self.pag
+        user = lm if config.user_lm == "policy" else self.user_lm  # the policy's lane: its user turns batch too
+        return play(config.program, task, turn, lm, turns=config.rollout_turns or None,
+                    max_steps_per_turn=config.max_steps_per_turn, refresh=config.refresh, tool_docs=config.tool_docs,
+                    user_lm=user, max_user_turns=config.max_user_turns)
 
     def _sample_rows(self, rollouts: list[tuple[int, Rollout]]) -> tuple[list[dict], list[dict]]:
         """Every tagged LM sample of every rollout as a row (key, rollout, reward terms) and its token ids."""
@@ -234,7 +248,8 @@ class PAGRLTrainer(GRPOTrainer):
             values = [t[name] for t in (outcomes if term.module is None else scored) if t[name] is not None]
             if values:
                 metrics[f"pag/{name}"].append(mean(values))
-        metrics["pag/reward"].append(mean(composite(o, self.pag.weights()) for o in outcomes))
+        if outcomes:  # none when every rollout's simulated user failed before the first turn
+            metrics["pag/reward"].append(mean(composite(o, self.pag.weights()) for o in outcomes))
         samples = [s for _, r in rollouts for s in r.samples]
         step = self.state.global_step + 1
         self._table = gather_object([
@@ -277,9 +292,7 @@ class PAGRLTrainer(GRPOTrainer):
         try:
             for task_id, turn in tqdm(states, desc="dev states", leave=False,
                                       disable=not self.accelerator.is_local_main_process):
-                rollout = play(config.program, self.tasks[task_id], turn, greedy, turns=config.rollout_turns or None,
-                               max_steps_per_turn=config.max_steps_per_turn, refresh=config.refresh,
-                               tool_docs=config.tool_docs)
+                rollout = self._play(self.tasks[task_id], turn, greedy)
                 outcomes += [reward_terms(o) for o in rollout.outcomes.values()]
                 trajectories.append(rollout.trajectory)
         finally:
@@ -377,7 +390,6 @@ def build_trainer(config: PAGRLConfig, model=None, tokenizer=None) -> PAGRLTrain
     the train states and the dev states. ``model``/``tokenizer`` skip loading (tests, benchmarks)."""
     from datasets import Dataset
 
-    model, tokenizer, peft_config = load_policy(config, model, tokenizer)
     turns = [int(t) for t in config.start_turns.split(",")] if config.start_turns else None
     train = training_tasks(config, config.split)
     dev = training_tasks(config, "dev") if config.eval_steps else []
@@ -385,6 +397,9 @@ def build_trainer(config: PAGRLConfig, model=None, tokenizer=None) -> PAGRLTrain
     if not rows:
         raise ValueError(f"no training states in {config.categories} ({config.split} split, start turns {turns})")
     dev_states = [(row["task_id"], row["turn"]) for row in state_rows(dev, turns)][: config.eval_states]
+    if config.user_lm:
+        require_simulated_user(train + dev)
+    model, tokenizer, peft_config = load_policy(config, model, tokenizer)  # once the tasks are known to work
     trainer = PAGRLTrainer(model, config, {task.id: task for task in train + dev}, grpo_args(config),
                            Dataset.from_list(rows), tokenizer, dev_states, peft_config)
     trainer.add_callback(DevEvaluation(trainer, config.eval_steps))

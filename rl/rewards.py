@@ -10,11 +10,12 @@ own. Ranges are fixed so weights mean the same thing for every task:
 - ``format``: share of Act outputs that were usable: parseable, calling known and visible
   functions with schema-valid arguments (a reply counts as usable). [0, 1]
 - ``calls``: F1 of the turn's calls against its ground truth, with partial credit for the
-  right function with some arguments wrong. 1 when both are empty. [0, 1]
+  right function with some arguments wrong. 1 when both are empty. [0, 1] (tau2: the agent's
+  expected actions; in a conversation with a simulated user, all its calls against all of them.)
 - ``turn``: the environment's turn check (BFCL: backend state and responses match a
-  ground-truth replay). {0, 1}
+  ground-truth replay; tau2: its evaluator's reward is 1, on the whole conversation). {0, 1}
 - ``episode``: the episode check over every turn played so far (BFCL: the official
-  ``multi_turn_checker``). {0, 1}
+  ``multi_turn_checker``; tau2: its evaluator, as for ``turn``). {0, 1}
 - ``efficiency``: minus the share of calls that repeat an earlier call of the turn or go
   beyond the ground-truth count (a repeated ``authenticate_travel`` fails BFCL's state check;
   extra calls cost latency even when harmless). [-1, 0]

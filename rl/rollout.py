@@ -5,6 +5,12 @@ A *state* is ``(task, turn)``: ``play`` runs the agent built from ``programs`` (
 truth (the transcript, Summarize's input, holds their real calls and results) and the policy plays
 from ``turn`` on. Each module call is one LM call, so the LM's samples line up with the
 trajectory's module calls and are tagged from them with ``(module, turn, call index)``.
+
+With a ``user_lm`` (tau2 tasks) a ``SimulatedUser`` played by it answers every reply of the agent and the
+conversation runs until it stops (tau2 scores only the whole conversation). Its turns are then one outcome:
+every Act step of the conversation against all of the task's expected actions, and tau2's verdict as both
+the turn and the episode check; each played turn gets it. A user that fails (raises, writes nothing, never
+stops) ends the rollout with tau2's error type for it (``tau2:user_empty``, ...), scored as a failure.
 """
 
 from collections import Counter
@@ -13,8 +19,10 @@ from dataclasses import dataclass, field
 import dspy
 
 from parlmt.envs import Task, ToolEnv, make_env
+from parlmt.envs.tau2 import MAX_USER_TURNS
 from parlmt.programs.agents import build_program
 from parlmt.programs.trajectory import Trajectory
+from parlmt.programs.user import SimulatedUser
 from parlmt.rl.rewards import StepOutcome, TurnOutcome
 
 
@@ -31,23 +39,41 @@ class Rollout:
 
 
 def play(program: str, task: Task, start: int, lm, *, turns: int | None = 1, max_steps_per_turn: int = 20,
-         refresh: str = "turn", tool_docs: str = "full") -> Rollout:
+         refresh: str = "turn", tool_docs: str = "full", user_lm: dspy.BaseLM | None = None,
+         max_user_turns: int = MAX_USER_TURNS) -> Rollout:
     """Play ``program`` with ``lm`` from turn ``start`` of ``task`` (earlier turns replayed from the
-    ground truth) for ``turns`` turns (None: to the end).
+    ground truth) for ``turns`` turns (None: to the end); with ``user_lm`` (tau2), the whole conversation
+    with a simulated user played by it (``lm`` itself: its answers as the customer are not samples).
 
     ``lm`` is a ``TransformersLM`` with ``record_samples=True``; its sample list is cleared first.
     ChatAdapter's JSON retry is off, so each module call is exactly one LM call, one sample.
     """
     if task.ground_truth is None:
         raise ValueError(f"task {task.id} has no ground truth: RL needs it for the earlier turns and the rewards")
-    env = make_env(task.from_turn(start, turns), max_steps_per_turn=max_steps_per_turn)
+    user = {} if user_lm is None else {"max_user_turns": max_user_turns,
+                                       "user": SimulatedUser(_Unrecorded(lm) if user_lm is lm else user_lm)}
     agent = build_program(program, max_steps_per_turn=max_steps_per_turn, refresh=refresh, tool_docs=tool_docs)
     lm.samples.clear()
+    env = make_env(task.from_turn(start, turns), max_steps_per_turn=max_steps_per_turn, **user)  # a user opens now
     with dspy.context(lm=lm, adapter=dspy.ChatAdapter(use_json_adapter_fallback=False)):
         trajectory = agent(task=env).trajectory
     rollout = Rollout(task.id, start, trajectory, samples=tag_samples(list(lm.samples), trajectory))
-    rollout.outcomes = turn_outcomes(trajectory, env)
+    rollout.outcomes = conversation_outcomes(trajectory, env) if user else turn_outcomes(trajectory, env)
     return rollout
+
+
+class _Unrecorded:
+    """The policy LM playing the customer: what it writes as the user is no training sample."""
+
+    def __init__(self, lm):
+        self.lm = lm
+
+    def __call__(self, messages: list[dict]) -> list:
+        kept = len(self.lm.samples)
+        try:
+            return self.lm(messages=messages)
+        finally:
+            del self.lm.samples[kept:]
 
 
 def turn_outcomes(trajectory: Trajectory, env: ToolEnv) -> dict[int, TurnOutcome]:
@@ -65,6 +91,16 @@ def turn_outcomes(trajectory: Trajectory, env: ToolEnv) -> dict[int, TurnOutcome
         outcomes[record.turn] = TurnOutcome(steps, truth, bool(record.passed), bool(trajectory.passed),
                                             meta={"task_id": trajectory.task_id, "turn": record.turn})
     return outcomes
+
+
+def conversation_outcomes(trajectory: Trajectory, env: ToolEnv) -> dict[int, TurnOutcome]:
+    """A conversation with a simulated user as one ``TurnOutcome`` for each of its turns: the user's
+    turns have no expected actions of their own (they are all the first turn's), and tau2 scores the end."""
+    steps = tuple(StepOutcome(tuple(s.calls), tuple(s.errors), s.format_error) for s in trajectory.steps)
+    truth = tuple(call.canonical() for turn in range(len(env.task.turns)) for call in env.ground_truth(turn))
+    passed = bool(trajectory.passed)
+    outcome = TurnOutcome(steps, truth, passed, passed, meta={"task_id": trajectory.task_id})
+    return {record.turn: outcome for record in trajectory.turns}
 
 
 def tag_samples(samples: list, trajectory: Trajectory) -> list:
