@@ -57,7 +57,11 @@ class DemoConfig:
     max_tokens: int = option("Completion cap per module call, in RL rollouts and evaluation.", 96)
     batch: int = option("Dev episodes each evaluation plays at once, their LM calls batched into one generate.", 4)
     sft_steps: int = option("SFT warm-up optimizer steps (2 rows each).", 20)
+    sft_learning_rate: float = option("SFT peak learning rate.", 2e-4)
     rl_steps: int = option("PAG-RL optimizer steps (one state, 2 rollouts each).", 2)
+    rl_learning_rate: float = option("PAG-RL learning rate. Adam's first steps move every LoRA weight by about this "
+                                    "much whatever the gradient's size: at 5e-5, two steps on one state each turned "
+                                    "the SFT student into one that replies at once (0.40 -> 0.00; 1e-5: 0.25).", 1e-5)
     out: str = option("Folder of the demo's data, adapters, trajectories and state (re-running resumes it).",
                      "outputs/demo")
     mlruns: str | None = option("MLflow folder (default: the repository's mlruns/).", None)
@@ -142,8 +146,8 @@ def _sft(name: str, config: DemoConfig, state: dict) -> dict:
     output = Path(config.out) / "sft"
     result = train_sft(SFTWarmupConfig.from_preset(
         "cpu-smoke", model=config.model, dataset=state["stages"]["data"]["dataset"], max_steps=config.sft_steps,
-        learning_rate=2e-4, save_steps=5, output_dir=str(output), resume=_checkpoint(output), mlruns=config.mlruns,
-        experiment=config.experiment, run_name=name), tags={"dataset": state["dataset_version"]})
+        learning_rate=config.sft_learning_rate, save_steps=5, output_dir=str(output), resume=_checkpoint(output),
+        mlruns=config.mlruns, experiment=config.experiment, run_name=name), tags={"dataset": state["dataset_version"]})
     losses = [entry["loss"] for entry in result.log_history if "loss" in entry]
     note = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else ""
     return {"run_id": result.run_id, "adapter": str(result.adapter), "note": note}
@@ -158,8 +162,9 @@ def _rl(name: str, config: DemoConfig, state: dict) -> dict:
         "cpu-smoke", model=config.model, adapter=state["stages"]["sft"]["adapter"], program=config.program,
         tool_docs=config.tool_docs, categories=config.categories, limit=config.train_limit,
         max_steps_per_turn=config.max_steps_per_turn, max_completion_tokens=config.max_tokens,
-        max_steps=config.rl_steps, save_steps=1, output_dir=str(output), resume=_checkpoint(output),
-        mlruns=config.mlruns, experiment=config.experiment, run_name=name), tags={"dataset": state["dataset_version"]})
+        max_steps=config.rl_steps, learning_rate=config.rl_learning_rate, save_steps=1, output_dir=str(output),
+        resume=_checkpoint(output), mlruns=config.mlruns, experiment=config.experiment, run_name=name),
+        tags={"dataset": state["dataset_version"]})
     rewards = [entry["pag/reward"] for entry in result.log_history if "pag/reward" in entry]
     note = f"reward {rewards[0]:.3f} -> {rewards[-1]:.3f}" if rewards else ""
     return {"run_id": result.run_id, "adapter": str(result.adapter), "note": note}
