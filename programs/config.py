@@ -93,10 +93,12 @@ class EvalConfig:
 
     def run_name(self) -> str:
         """A file-safe name that is the same for the same evaluation, so a rerun resumes it: the program,
-        LM, tasks, trials and adapter, and each of ``RESULT_OPTIONS`` given another value than its default."""
+        LM, tasks, trials and adapter, and each of ``RESULT_OPTIONS`` given another value than its default
+        (the user's options only with a simulated user: without one they change nothing)."""
         program = Path(self.program).stem if self.program.endswith(".json") else self.program
         defaults = {item.name: item.default for item in dataclasses.fields(self)}
-        changed = [f"{key}={getattr(self, key)}" for key in RESULT_OPTIONS if getattr(self, key) != defaults[key]]
+        options = [key for key in RESULT_OPTIONS if self.user_lm or not key.startswith(("user_", "max_user_"))]
+        changed = [f"{key}={getattr(self, key)}" for key in options if getattr(self, key) != defaults[key]]
         parts = [program, self.lm, self.tasks or self.categories, self.split or "all",
                  f"n{self.limit}" if self.limit else "", f"trials{self.trials}" if self.trials > 1 else "",
                  Path(self.adapter).name if self.adapter else "", *changed]

@@ -360,6 +360,8 @@ def test_run_names_change_with_every_setting_that_changes_results():
                name("--tool-docs", "brief")]
     assert changed[0] == "progress-embedded_student-base-all-max_steps_per_turn_5"
     assert len({name(), *changed}) == 7 and name("--threads", "4") == name("--batch", "8") == name()
+    assert name("--max-user-turns", "5") == name()  # no simulated user on BFCL: the option changes nothing
+    assert name("--replayed-turns", "--states-per-entry", "1").endswith("replayed_turns_True-states_per_entry_1")
 
 
 def test_eval_options_are_the_eval_config_fields_and_bad_values_stop_before_any_work(tmp_path, capsys):
