@@ -116,26 +116,28 @@ def _data(name: str, config: DemoConfig, state: dict) -> dict:
     import mlflow
 
     from parlmt.envs import select_tasks
-    from parlmt.rl.data import reference_rows, save_rows
+    from parlmt.rl import data
+    from parlmt.rl.config import DataConfig
 
-    tasks = select_tasks(config.categories, "train", config.train_limit)
-    path = Path(config.out) / "data.parquet"
+    options = DataConfig(program=config.program, tool_docs=config.tool_docs, out=str(Path(config.out) / "data.parquet"),
+                         categories=config.categories, limit=config.train_limit, replies=config.replies,
+                         max_steps_per_turn=config.max_steps_per_turn)
+    tasks = select_tasks(options.categories, options.split, options.limit)
     with mlflow.start_run(run_name=name, nested=True, tags={"stage": "data", "teacher": "reference"}) as run:
-        rows = reference_rows(tasks, program=config.program, max_steps_per_turn=config.max_steps_per_turn,
-                              tool_docs=config.tool_docs, replies=config.replies)
-        if not rows:
-            raise DemoError(f"the reference teacher made no rows from {len(tasks)} train entries: raise --train-limit")
-        save_rows(rows, path)
+        try:
+            path, modules = data.write_reference_rows(options, tasks)
+        except ValueError as error:
+            raise DemoError(f"{error}: raise --train-limit") from error
         version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        modules = {module: sum(r["module"] == module for r in rows) for module in sorted({r["module"] for r in rows})}
+        rows = sum(modules.values())
         mlflow.log_params({"tasks": len(tasks), "program": config.program, "replies": config.replies,
                            "tool_docs": config.tool_docs})
-        mlflow.log_metrics({"sft_rows": len(rows), **{f"rows_{m}": n for m, n in modules.items()}})
+        mlflow.log_metrics({"sft_rows": rows, **{f"rows_{m}": n for m, n in modules.items()}})
         mlflow.set_tag("dataset", version)
         mlflow.log_artifact(str(path))
     state["dataset_version"] = version
     return {"run_id": run.info.run_id, "dataset": str(path), "dataset_version": version,
-            "note": f"PAG rows from the reference teacher: {len(rows)} {modules} from {len(tasks)} entries "
+            "note": f"PAG rows from the reference teacher: {rows} {modules} from {len(tasks)} entries "
                     f"(v {version})"}
 
 

@@ -44,7 +44,7 @@ def config_from_args(config_class: type[StageConfig], args: argparse.Namespace) 
 
 def run_data(args: argparse.Namespace) -> int:
     from parlmt.envs import select_tasks
-    from parlmt.rl.data import reference_rows, save_rows
+    from parlmt.rl.data import write_reference_rows
 
     config = DataConfig(**given_options(DataConfig, args))
     try:  # the options, the sources and the split are checked before any task is played
@@ -53,12 +53,12 @@ def run_data(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    rows = reference_rows(tasks, program=config.program, modules=config.module_names(),
-                          max_steps_per_turn=config.max_steps_per_turn, tool_docs=config.tool_docs,
-                          replies=config.replies, refresh=config.refresh)
-    path = save_rows(rows, config.out)
-    counts = {m: sum(r["module"] == m for r in rows) for m in sorted({r["module"] for r in rows})}
-    print(f"{len(rows)} rows from {len(tasks)} tasks {counts} -> {path}")
+    try:
+        path, counts = write_reference_rows(config, tasks)
+    except ValueError as error:
+        print(f"error: {error}: raise --limit or add categories", file=sys.stderr)
+        return 1
+    print(f"{sum(counts.values())} rows from {len(tasks)} tasks {counts} -> {path}")
     return 0
 
 

@@ -79,6 +79,19 @@ def _is_reply(call: ModuleCall) -> bool:
     return call.module == ACT and call.outputs.get("calls") == "[]"
 
 
+def write_reference_rows(config, tasks: list[Task]) -> tuple[Path, dict[str, int]]:
+    """``parlmt train data`` (and the demo's data stage): the reference rows of ``tasks`` as ``config`` (a
+    ``DataConfig``) says, written to ``config.out``; the path and the rows per module. ``ValueError`` when
+    the tasks give no row."""
+    rows = reference_rows(tasks, program=config.program, modules=config.module_names(),
+                          max_steps_per_turn=config.max_steps_per_turn, tool_docs=config.tool_docs,
+                          replies=config.replies, refresh=config.refresh)
+    if not rows:
+        raise ValueError(f"the reference teacher made no rows from {len(tasks)} tasks")
+    counts = {m: sum(r["module"] == m for r in rows) for m in sorted({r["module"] for r in rows})}
+    return save_rows(rows, config.out), counts
+
+
 def save_rows(rows: list[dict], path: str | Path) -> Path:
     """Write rows as a dataset: a ``save_to_disk`` folder, or a ``.parquet`` / ``.jsonl`` file."""
     from datasets import Dataset
