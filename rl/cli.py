@@ -11,6 +11,7 @@ import sys
 
 from parlmt.options import add_command, add_options, given_options
 from parlmt.rl.config import DataConfig, PAGRLConfig, SFTWarmupConfig, StageConfig
+from parlmt.rl.rewards import REWARD_TERMS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,12 +85,13 @@ def run_rl(args: argparse.Namespace) -> int:
     if result.run_id is None:  # another process than the main one of `accelerate launch`, which reports
         return 0
     steps = [entry for entry in result.log_history if "pag/reward" in entry]
-    print(f"{'step':>5} {'reward':>8} {'format':>7} {'calls':>7} {'turn':>6} {'episode':>8} {'effic.':>7} "
-          f"{'samples':>8} {'loss':>9} {'s/step':>7}")
+    terms = [name for name, term in REWARD_TERMS.items() if term.module is None]
+    print(f"{'step':>5} {'reward':>8}" + "".join(f" {name[:7]:>7}" for name in terms)
+          + f" {'samples':>8} {'loss':>9} {'s/step':>7}")
     for entry in steps:
-        print(f"{entry['step']:>5} {entry['pag/reward']:>8.3f} {entry['pag/format']:>7.3f} {entry['pag/calls']:>7.3f} "
-              f"{entry['pag/turn']:>6.3f} {entry['pag/episode']:>8.3f} {entry['pag/efficiency']:>7.3f} "
-              f"{entry['pag/samples']:>8.0f} {entry['loss']:>9.4f} {entry['step_time']:>7.1f}")
+        figures = "".join(f" {entry[f'pag/{name}']:>7.3f}" for name in terms)
+        print(f"{entry['step']:>5} {entry['pag/reward']:>8.3f}{figures}"
+              + f" {entry['pag/samples']:>8.0f} {entry['loss']:>9.4f} {entry['step_time']:>7.1f}")
     dev = [entry for entry in result.log_history if "dev/accuracy" in entry]
     if dev:
         print(f"dev accuracy (greedy, replayed-turn states) at step {dev[-1]['step']}: {dev[-1]['dev/accuracy']:.3f}")

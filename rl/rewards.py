@@ -19,6 +19,10 @@ own. Ranges are fixed so weights mean the same thing for every task:
 - ``efficiency``: minus the share of calls that repeat an earlier call of the turn or go
   beyond the ground-truth count (a repeated ``authenticate_travel`` fails BFCL's state check;
   extra calls cost latency even when harmless). [-1, 0]
+- ``quit``: -1 when the ground truth calls functions and the turn called none (it replied at once or wrote
+  nothing readable), else 0. Without it a group whose calls all go wrong ranks the rollout that gives
+  up first: it keeps ``format`` and pays no ``efficiency``, and GRPO taught the student to reply at
+  once (bench/README.md, Efficacy). [-1, 0]
 - ``plan`` (Plan samples only): share of the functions the turn's ground truth calls that the plan
   names. [0, 1]; weight 0 by default.
 
@@ -123,6 +127,11 @@ def efficiency(outcome: TurnOutcome) -> float:
     return 0.0 - min(1.0, max(repeated, surplus) / max(1, len(outcome.truth)))
 
 
+def quit_early(outcome: TurnOutcome) -> float:
+    """-1 when the ground truth calls functions and the turn attempted no call, else 0."""
+    return -1.0 if outcome.truth and not outcome.calls else 0.0
+
+
 def plan_coverage(outcome: TurnOutcome, plan: str) -> float:
     """Share of the distinct functions of the turn's ground truth that ``plan`` names (1 when there are none)."""
     names = {call.name for call in map(_parse, outcome.truth) if call is not None}
@@ -147,6 +156,7 @@ REWARD_TERMS: dict[str, RewardTerm] = {
     "turn": RewardTerm(turn_success, 1.0),
     "episode": RewardTerm(episode_success, 0.5),
     "efficiency": RewardTerm(efficiency, 0.2),
+    "quit": RewardTerm(quit_early, 0.2),
     "plan": RewardTerm(plan_coverage, 0.0, module="plan"),
 }
 
