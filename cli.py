@@ -8,7 +8,7 @@ import argparse
 import logging
 import sys
 
-from parlmt import demo, tracking
+from parlmt import experiment, tracking
 from parlmt.envs import cli as envs_cli
 from parlmt.models import cli as models_cli
 from parlmt.optimize import cli as optimize_cli
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.register(subparsers)
     optimize_cli.register(subparsers)
     rl_cli.register(subparsers)
-    demo.register(subparsers)
+    experiment.register(subparsers)
     return parser
 
 

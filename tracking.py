@@ -4,16 +4,28 @@
 The tracking URI is always set explicitly (never read from the environment), so a run lands where
 the caller says: by default the repository's ``mlruns/`` (``mlruns/mlflow.db`` and
 ``mlruns/artifacts/<experiment>``), or any other folder, or any tracking URI. Eval, optimize, train
-and the demo all go through ``experiment``; what only training runs need is in ``rl/tracking.py``.
+and experiments all go through ``experiment``; what only training runs need is in ``rl/tracking.py``.
 """
 
 import argparse
+import platform
 import sys
 from pathlib import Path
 
 from parlmt.server import ServerProcess, run_until_stopped
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent  # the repository root is the package
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (the platform's processor string elsewhere), for the
+    machine every result records."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
 
 
 def default_root() -> Path:

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from statistics import median
 
+from parlmt.tracking import cpu_model
+
 TOOLS = [
     {"type": "function", "function": {
         "name": name, "description": f"{name.replace('_', ' ').capitalize()} in the user's workspace.",
@@ -107,16 +109,6 @@ def child(backend: str, new_tokens: int) -> None:
                                                                                        new_tokens)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(result))
-
-
-def cpu_model() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it (the platform's processor string elsewhere)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:

@@ -61,13 +61,16 @@ def turn_states(tasks: list[Task], per_entry: int | None = None) -> list[Task]:
     ``per_entry`` keeps that many states of each entry, the turns ranked by a fixed hash of (entry,
     turn): a cheaper evaluation that still spreads over every entry, which is what the interval
     (a bootstrap over entries) needs to be narrow."""
+    return [task.from_turn(turn, turns=1) for task in tasks for turn in state_turns(task, per_entry)]
+
+
+def state_turns(task: Task, per_entry: int | None = None) -> list[int]:
+    """The turns of ``task`` that ``turn_states`` plays, in order: ``per_entry`` of them ranked by a fixed
+    hash of (entry, turn), or all (None)."""
     if per_entry is not None and per_entry < 1:
         raise ValueError(f"states per entry must be at least 1, got {per_entry}")
-    states = []
-    for task in tasks:
-        turns = sorted(range(len(task.turns)), key=lambda turn: fixed_share(f"state:{task.id}@{turn}"))[:per_entry]
-        states += [task.from_turn(turn, turns=1) for turn in sorted(turns)]
-    return states
+    ranked = sorted(range(len(task.turns)), key=lambda turn: fixed_share(f"state:{task.id}@{turn}"))
+    return sorted(ranked[:per_entry])
 
 
 def trials(tasks: list[Task], k: int) -> list[Task]:

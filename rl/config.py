@@ -197,7 +197,12 @@ class PAGRLConfig(StageConfig, ProgramOptions):
         + " (format validity, call F1, turn and episode success, the repeated/surplus-call penalty, the plan naming "
           "the turn's functions: rl/rewards.py).")
     eval_steps: int = option("Greedy accuracy on dev states every this many steps; 0: never.", 25)
-    eval_states: int = option("Dev states in that evaluation.", 8)
+    eval_states: int = option("Dev states in that evaluation (the first ones).", 8)
+    eval_limit: int | None = option("Dev entries per category that evaluation draws its states from (first ones of "
+                                   "the split); unset: limit.")
+    eval_states_per_entry: int | None = option("States of each dev entry in that evaluation, the turns chosen by the "
+                                              "fixed hash of `parlmt eval --states-per-entry` (the same states); "
+                                              "unset: every turn.")
     learning_rate: float = option("Peak learning rate (AdamW).", 2e-5)
     experiment: str = option("MLflow experiment name.", "parlmt-rl")
     output_dir: str = option("Where checkpoints and the final adapter (<output_dir>/adapter) go.", "outputs/rl")

@@ -32,7 +32,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from parlmt.envs import Task, select_tasks
 from parlmt.models import TransformersLM
-from parlmt.programs.metrics import aggregate
+from parlmt.programs.metrics import aggregate, state_turns
 from parlmt.programs.user import require_simulated_user
 from parlmt.rl.advantages import group_advantages, zero_spread_share
 from parlmt.rl.config import PAGRLConfig
@@ -392,11 +392,12 @@ def build_trainer(config: PAGRLConfig, model=None, tokenizer=None) -> PAGRLTrain
 
     turns = [int(t) for t in config.start_turns.split(",")] if config.start_turns else None
     train = training_tasks(config, config.split)
-    dev = training_tasks(config, "dev") if config.eval_steps else []
+    dev = select_tasks(config.categories, "dev", config.eval_limit or config.limit) if config.eval_steps else []
     rows = state_rows(train, turns)
     if not rows:
         raise ValueError(f"no training states in {config.categories} ({config.split} split, start turns {turns})")
-    dev_states = [(row["task_id"], row["turn"]) for row in state_rows(dev, turns)][: config.eval_states]
+    dev_states = [(task.id, turn) for task in dev for turn in state_turns(task, config.eval_states_per_entry)
+                  if turns is None or turn in turns][: config.eval_states]
     if config.user_lm:
         require_simulated_user(train + dev)
     model, tokenizer, peft_config = load_policy(config, model, tokenizer)  # once the tasks are known to work
@@ -430,4 +431,8 @@ def train_rl(config: PAGRLConfig, trainer: PAGRLTrainer | None = None, tags: dic
             trainer.processing_class.save_pretrained(str(adapter))
             log_adapter(adapter)
             log_reward_plot(trainer.state.log_history, list(REWARD_TERMS))
+    # accelerate's end of a run: under `accelerate launch` it destroys the process group. A gloo group left to
+    # the interpreter's exit aborted a process after training ("terminate called without an active exception",
+    # AMD EPYC); with one process it does nothing.
+    trainer.accelerator.end_training()
     return RLResult(adapter, run_id, list(trainer.state.log_history))

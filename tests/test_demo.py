@@ -1,5 +1,6 @@
-"""`parlmt demo`: every stage as a nested MLflow run, the stage table, resuming after Ctrl-C or a
-full disk, and the errors for a changed configuration or a missing model."""
+"""`parlmt demo` (the experiment's demo preset): every stage as a nested MLflow run, the stage table,
+efficacy.json and its plots, resuming after Ctrl-C or a full disk, and the errors for a changed
+configuration or a missing model."""
 
 import dataclasses
 import errno
@@ -8,7 +9,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from parlmt import demo
+from parlmt import experiment
 from parlmt.models import embedded
 
 pytestmark = pytest.mark.slow  # every stage runs for real (tiny model): training, evaluation, MLflow
@@ -20,17 +21,27 @@ def demo_runs(folder) -> dict:
     return client, {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
 
 
+DEMO_STAGES = ("eval-base", "data", "sft", "eval-sft", "rl", "eval-rl")
+EVALS = {"eval-base": None, "eval-sft": "sft", "eval-rl": "rl"}  # stage -> the stage whose adapter it evaluates
+
+
+def test_the_demo_plan_is_one_program_one_seed():
+    stages = experiment.plan(experiment.ExperimentConfig())
+    assert tuple(stage.name for stage in stages) == DEMO_STAGES
+    assert {stage.name: stage.source for stage in stages if stage.kind == "eval"} == EVALS
+
+
 def test_demo_runs_every_stage_as_a_nested_run_and_prints_the_table(demo_run):
     folder, stdout = demo_run
     client, runs = demo_runs(folder)
     parent = runs.pop("demo")
-    assert sorted(runs) == sorted(demo.STAGES)
+    assert sorted(runs) == sorted(DEMO_STAGES)
     for name, run in runs.items():
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id, name
         assert run.info.status == "FINISHED"
     state = json.loads((folder / "demo" / "state.json").read_text())
-    version = state["dataset_version"]
-    for name in demo.EVALS:
+    version = state["datasets"]["fullhistory"]
+    for name in EVALS:
         metrics, tags = runs[name].data.metrics, runs[name].data.tags
         assert {"accuracy", "turn_accuracy", "act_prompt_tokens", "steps_per_turn"} <= set(metrics), name
         assert tags["stage"] == "eval" and tags["program"] == "fullhistory"
@@ -38,7 +49,7 @@ def test_demo_runs_every_stage_as_a_nested_run_and_prints_the_table(demo_run):
         # one (entry, turn) state of each of the 2 dev entries, scored alone: one episode per state
         assert (metrics["episodes"], metrics["entries"]) == (2, 2), name
         assert metrics["accuracy_low"] <= metrics["accuracy"] <= metrics["accuracy_high"], name
-        if demo.EVALS[name]:  # trained: its gain over the base student on the same states
+        if EVALS[name]:  # trained: its gain over the base student on the same states
             gain = metrics["accuracy"] - runs["eval-base"].data.metrics["accuracy"]
             assert metrics["gain"] == pytest.approx(gain) and metrics["gain_low"] <= gain <= metrics["gain_high"]
     assert runs["eval-rl"].data.tags["adapter"] == state["stages"]["rl"]["adapter"]
@@ -49,11 +60,22 @@ def test_demo_runs_every_stage_as_a_nested_run_and_prints_the_table(demo_run):
     rl_artifacts = {a.path for a in client.list_artifacts(runs["rl"].info.run_id)}
     assert {"reward_terms.png", "adapter", "completions.json"} <= rl_artifacts
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"accuracy_by_stage.png", "stages.json"} <= parent_artifacts
+    assert {"efficacy.png", "learning_curve.png", "stages.json", "efficacy.json"} <= parent_artifacts
+    results = json.loads((folder / "demo" / "efficacy.json").read_text())
+    assert list(results["results"]) == ["fullhistory/base", "fullhistory/sft", "fullhistory/sft+rl"]
+    for name, entry in results["results"].items():
+        (seed,) = entry["seeds"]
+        assert entry["accuracy_mean"] == seed["accuracy"] == runs[seed["stage"]].data.metrics["accuracy"], name
+        assert entry["categories"]["base"] == seed["categories"]["base"]["accuracy"]
+    # RL's curve: the SFT adapter it starts from, then its final evaluation (no dev evaluation between)
+    assert results["learning_curves"] == {"rl": [[0, runs["eval-sft"].data.metrics["accuracy"]],
+                                                 [1, runs["eval-rl"].data.metrics["accuracy"]]]}
+    wall = results["results"]["fullhistory/sft+rl"]["seeds"][0]["wall_s"]
+    assert wall == pytest.approx(sum(state["stages"][name]["wall_s"] for name in ("data", "sft", "rl", "eval-rl")))
     lines = stdout.splitlines()
-    for name in demo.STAGES:
+    for name in DEMO_STAGES:
         row = next(line for line in lines if line.startswith(f"{name} "))
-        if name in demo.EVALS:
+        if name in EVALS:
             assert f"{runs[name].data.metrics['act_prompt_tokens']:.0f}" in row
     assert (folder / "demo" / "table.txt").read_text().startswith("stage")
 
@@ -66,7 +88,7 @@ def test_rerunning_a_finished_demo_runs_nothing_again(demo_run, demo_cli):
     assert {name: run.info.run_id for name, run in demo_runs(folder)[1].items()} == before
     client, runs = demo_runs(folder)
     table = client.load_table(runs["demo"].info.experiment_id, "stages.json", run_ids=[runs["demo"].info.run_id])
-    assert list(table["stage"]) == list(demo.STAGES)  # logged once, not appended again
+    assert list(table["stage"]) == list(DEMO_STAGES)  # logged once, not appended again
     assert "eval-rl" in stdout
 
 
@@ -113,7 +135,7 @@ def test_a_full_disk_while_writing_the_data_stops_cleanly_and_the_rerun_continue
     assert code == 0, stderr[-3000:]
     after = json.loads((tmp_path / "demo" / "state.json").read_text())
     assert after["stages"]["eval-base"] == state["stages"]["eval-base"]  # not played again
-    assert list(after["stages"]) == list(demo.STAGES)
+    assert list(after["stages"]) == list(DEMO_STAGES)
 
 
 def test_changed_settings_are_refused_until_restart(demo_run, demo_cli, tmp_path):

@@ -17,8 +17,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import sync_playwright
 
-from parlmt import demo
 from parlmt.cli import main
+from parlmt.experiment import ExperimentConfig, plan
 from parlmt.models.serve import free_port
 from parlmt.tracking import UIServer
 
@@ -165,7 +165,7 @@ def test_ui_shows_every_stage_of_the_demo_and_its_metrics_in_a_browser(demo_run,
             page.goto(url)
             page.get_by_text("demo", exact=True).first.wait_for(timeout=60_000)
             page.locator(EXPAND).first.click()  # the parent's expander: its stage runs
-            for name in demo.STAGES:
+            for name in (stage.name for stage in plan(ExperimentConfig())):
                 page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
             page.screenshot(path=str(tmp_path / "experiment.png"))
             page.goto(f"{url}/{runs['data'].info.run_id}")

@@ -1,0 +1,96 @@
+"""`parlmt experiment`: the stage plan of the variants and seeds, the configurations it refuses, and a
+real run of two seeds of PAG-RL with and without SFT on the tiny model: one nested run per stage,
+efficacy.json aggregating the seeds, the learning curves from RL's dev evaluation on the same states."""
+
+import contextlib
+import io
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from parlmt.cli import main
+from parlmt.envs import select_tasks
+from parlmt.experiment import ExperimentConfig, plan
+from parlmt.programs.metrics import state_turns, turn_states
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["experiment", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_recipe_plans_every_variant_for_each_program_and_seed():
+    config = ExperimentConfig(**{**ExperimentConfig.PRESETS["recipe"], "program": "fullhistory,progress"})
+    stages = {stage.name: stage for stage in plan(config)}
+    assert [name for name in stages if name.endswith("progress")] == ["eval-base-progress", "data-progress"]
+    assert [name for name in stages if name.startswith("eval-") and name.endswith("-progress-s1")] == [
+        "eval-sft-progress-s1", "eval-rl-progress-s1", "eval-rl-only-progress-s1"]
+    assert len(stages) == 2 * (2 + 2 * 6)  # per program: base eval, data; per seed: sft, rl, rl-only and their evals
+    assert stages["rl-fullhistory-s1"].source == "sft-fullhistory-s1" and stages["rl-fullhistory-s1"].seed == 1
+    assert stages["rl-only-progress-s0"].source is None  # PAG-RL without SFT starts from the base model
+    assert stages["sft-progress-s0"].source == "data-progress"
+    assert stages["eval-rl-only-fullhistory-s0"].variant == "rl"
+    order = list(stages)
+    assert all(order.index(stage.source) < order.index(name) for name, stage in stages.items() if stage.source)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--variants", "sft,dpo"], "unknown variant(s) dpo; choose from sft, sft+rl, rl"),
+    (["--seeds", "0"], "seeds must be at least 1"),
+    (["--program", "fullhistory,react"], "react"),
+    (["--rl-reward-weights", "turns=1"], "unknown reward term 'turns'"),
+])
+def test_a_broken_configuration_is_refused_before_anything_runs(tmp_path, options, message):
+    code, _, stderr = run_cli("--out", str(tmp_path / "x"), *options)
+    assert code == 2 and message in stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_rl_dev_evaluation_plays_the_experiment_states():
+    # RL's dev evaluation picks its states with state_turns, as every evaluation's turn_states does
+    tasks = select_tasks("base", "dev", 6)
+    states = turn_states(tasks, 1)
+    assert [(s.meta["state_of"], s.start) for s in states] == [(t.id, turn) for t in tasks for turn in
+                                                               state_turns(t, 1)]
+    assert len({s.start for s in states}) > 1  # the hash spreads the turns
+    with pytest.raises(ValueError, match="at least 1"):
+        state_turns(tasks[0], 0)
+
+
+@pytest.mark.slow
+def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
+    code, stdout, stderr = run_cli(
+        "--preset", "quick", "--variants", "sft+rl,rl", "--seeds", "2", "--rl-eval-steps", "1", "--dev-limit", "1",
+        "--max-tokens", "16", "--max-steps-per-turn", "1", "--train-limit", "2", "--model", str(tiny_model_dir),
+        "--out", str(tmp_path / "exp"), "--mlruns", str(tmp_path / "mlruns"), "--experiment", "exp")
+    assert code == 0, stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("exp").experiment_id
+    runs = {run.info.run_name: run for run in client.search_runs([experiment_id])}
+    parent = runs.pop("exp")
+    names = ["eval-base", "data"] + [f"{kind}-s{seed}" for seed in (0, 1)
+                                     for kind in ("sft", "rl", "eval-rl", "rl-only", "eval-rl-only")]
+    assert sorted(runs) == sorted(names)
+    assert all(run.data.tags["mlflow.parentRunId"] == parent.info.run_id for run in runs.values())
+    assert runs["rl-s1"].data.tags["adapter"].endswith("sft-s1/adapter") and not runs["rl-only-s0"].data.tags.get(
+        "adapter")
+    assert runs["rl-only-s1"].data.params["seed"] == "1"
+    results = json.loads((tmp_path / "exp" / "efficacy.json").read_text())
+    assert list(results["results"]) == ["fullhistory/base", "fullhistory/sft+rl", "fullhistory/rl"]
+    for variant in ("sft+rl", "rl"):
+        entry = results["results"][f"fullhistory/{variant}"]
+        accuracy = [runs[seed["stage"]].data.metrics["accuracy"] for seed in entry["seeds"]]
+        assert [seed["seed"] for seed in entry["seeds"]] == [0, 1]
+        assert entry["accuracy_mean"] == pytest.approx(sum(accuracy) / 2)
+        assert entry["accuracy_min"] == min(accuracy) and entry["accuracy_max"] == max(accuracy)
+    # each RL curve: the start (base student), RL's own dev evaluation after step 1, the final evaluation
+    base = runs["eval-base"].data.metrics["accuracy"]
+    for name in ("rl-only-s0", "rl-only-s1"):
+        (start, during, end) = results["learning_curves"][name]
+        dev = client.get_metric_history(runs[name].info.run_id, "dev/accuracy")
+        assert start == [0, base] and during == [1, dev[0].value]
+        assert end == [1, runs[f"eval-{name}"].data.metrics["accuracy"]]
+    assert "eval-rl-only-s1" in stdout and (tmp_path / "exp" / "learning_curve.png").stat().st_size > 0
