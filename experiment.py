@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 VARIANTS = ("sft", "sft+rl", "rl")
 COLUMNS = [("episodes", "n", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"), ("accuracy_low", "95% low", "{:.3f}"),
            ("accuracy_high", "95% high", "{:.3f}"), ("gain", "gain", "{:+.3f}"), ("gain_low", "gain low", "{:+.3f}"),
-           ("gain_high", "gain high", "{:+.3f}"), ("format_validity", "format ok", "{:.3f}"),
+           ("gain_high", "gain high", "{:+.3f}"), ("entry_accuracy", "entry acc", "{:.3f}"),
+           ("format_validity", "format ok", "{:.3f}"),
            ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("steps_per_turn", "steps/turn", "{:.2f}"),
            ("wall_s", "wall s", "{:.0f}")]
 CATEGORY_FIGURES = ("accuracy", "accuracy_low", "accuracy_high", "turn_accuracy", "episodes", "entries")
@@ -62,6 +63,9 @@ class ExperimentConfig:
     dev_limit: int = option("First dev entries per category the evaluations play.", 20)
     states_per_entry: int | None = option("Replayed-turn states of each dev entry (turns chosen by a fixed hash); "
                                          "unset: every turn.", 1)
+    entry_limit: int = option("Also play the first dev entries per category whole in every evaluation, this many: "
+                             "entry accuracy, the official BFCL metric (every turn must pass, a turn's errors carry "
+                             "into the next); 0: none.", 0)
     train_limit: int = option("First train entries per category for the PAG data and the RL states.", 40)
     replies: float = option("Share of the Act rows that end a turn (a reply, no call) kept in the data; with all of "
                            "them the small student learns to reply at once.", 0.25)
@@ -172,6 +176,7 @@ def plan(config: ExperimentConfig) -> list[Stage]:
 def _evaluate(stage: Stage, config: ExperimentConfig, state: dict) -> dict:
     import mlflow
 
+    from parlmt.envs import select_tasks
     from parlmt.models import make_lm
     from parlmt.programs import build_program
     from parlmt.programs.evaluate import evaluate
@@ -192,6 +197,15 @@ def _evaluate(stage: Stage, config: ExperimentConfig, state: dict) -> dict:
            **{key: result.table["all"][key] for key, *_ in COLUMNS if key in result.table["all"]},
            "categories": {category: {key: figures[key] for key in CATEGORY_FIGURES}
                           for category, figures in result.table.items()}}
+    if config.entry_limit:
+        entries = evaluate(program, select_tasks(config.categories, "dev", config.entry_limit), lm,
+                           out.with_name(f"{stage.name}-entries.jsonl"), f"{stage.name}-entries", tags=tags,
+                           params={**params, "replayed_turns": False, "states_per_entry": None}, threads=config.batch)
+        row["entries_run_id"] = entries.run_id
+        for key in ("accuracy", "accuracy_low", "accuracy_high"):
+            row[f"entry_{key}"] = entries.table["all"][key]
+        for category, figures in entries.table.items():
+            row["categories"][category].update({f"entry_{key}": figures[key] for key in ("accuracy", "entries")})
     if stage.source:
         base = read_jsonl(state["stages"][_base_eval(config, stage.program)]["trajectories"])
         row["gain"], row["gain_low"], row["gain_high"] = paired_gain(base, result.trajectories)
@@ -334,8 +348,10 @@ def _load_state(out: Path, config: ExperimentConfig) -> dict:
     if not path.is_file():
         return {"settings": config.settings(), "stages": {}}
     state = json.loads(path.read_text())
-    if state["settings"] != config.settings():
-        changed = sorted(k for k in config.settings() if state["settings"].get(k) != config.settings()[k])
+    # An option added since the folder was started counts as its default there.
+    defaults = {item.name: item.default for item in dataclasses.fields(ExperimentConfig)}
+    changed = sorted(k for k, v in config.settings().items() if state["settings"].get(k, defaults[k]) != v)
+    if changed:
         raise ExperimentError(f"{out} holds an experiment with other settings ({', '.join(changed)}): "
                               f"pass --restart to start it over, or --out for a separate one")
     return state
@@ -356,10 +372,11 @@ def _delete_unfinished(experiment_id: str, parent_id: str, name: str, out: Path)
 
     recorded = out / name / RUN_ID_FILE
     continued = recorded.read_text().strip() if _checkpoint(out / name) and recorded.is_file() else None
-    query = f"tags.mlflow.parentRunId = '{parent_id}' and attributes.run_name = '{name}'"
-    for run in mlflow.search_runs([experiment_id], query, output_format="list"):
-        if run.info.status != "FINISHED" and run.info.run_id != continued:
-            mlflow.delete_run(run.info.run_id)
+    for run_name in (name, f"{name}-entries"):
+        query = f"tags.mlflow.parentRunId = '{parent_id}' and attributes.run_name = '{run_name}'"
+        for run in mlflow.search_runs([experiment_id], query, output_format="list"):
+            if run.info.status != "FINISHED" and run.info.run_id != continued:
+                mlflow.delete_run(run.info.run_id)
 
 
 # ---------------------------------------------------------------------- results
@@ -383,7 +400,8 @@ def efficacy(config: ExperimentConfig, state: dict) -> dict:
         entry["seeds"].append({
             "seed": stage.seed, "stage": stage.name,
             **{key: row[key] for key in ("accuracy", "accuracy_low", "accuracy_high", "gain", "gain_low", "gain_high",
-                                         "episodes") if key in row},
+                                         "episodes", "entry_accuracy", "entry_accuracy_low", "entry_accuracy_high")
+               if key in row},
             "categories": row["categories"], "wall_s": sum(state["stages"][name]["wall_s"]
                                                            for name in _chain(stage.name, stages))})
     for entry in results.values():
@@ -391,6 +409,8 @@ def efficacy(config: ExperimentConfig, state: dict) -> dict:
         entry.update(accuracy_mean=statistics.mean(accuracy),
                      accuracy_std=statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
                      accuracy_min=min(accuracy), accuracy_max=max(accuracy),
+                     **({"entry_accuracy_mean": statistics.mean(seed["entry_accuracy"] for seed in entry["seeds"])}
+                        if "entry_accuracy" in entry["seeds"][0] else {}),
                      categories={category: statistics.mean(seed["categories"][category]["accuracy"]
                                                            for seed in entry["seeds"])
                                  for category in entry["seeds"][0]["categories"]})

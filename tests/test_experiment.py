@@ -38,6 +38,18 @@ def test_the_recipe_plans_every_variant_for_each_program_and_seed():
     assert all(order.index(stage.source) < order.index(name) for name, stage in stages.items() if stage.source)
 
 
+def test_an_option_added_since_a_folder_started_counts_as_its_default(tmp_path):
+    from parlmt.experiment import ExperimentError, _load_state
+
+    config = ExperimentConfig(out=str(tmp_path))
+    saved = config.settings()
+    del saved["entry_limit"]  # a folder an older parlmt started
+    (tmp_path / "state.json").write_text(json.dumps({"settings": saved, "stages": {}}))
+    assert _load_state(tmp_path, config)["settings"] == saved
+    with pytest.raises(ExperimentError, match=r"other settings \(entry_limit\).*--restart"):
+        _load_state(tmp_path, ExperimentConfig(out=str(tmp_path), entry_limit=3))
+
+
 @pytest.mark.parametrize("options, message", [
     (["--variants", "sft,dpo"], "unknown variant(s) dpo; choose from sft, sft+rl, rl"),
     (["--seeds", "0"], "seeds must be at least 1"),
@@ -65,6 +77,7 @@ def test_rl_dev_evaluation_plays_the_experiment_states():
 def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
     code, stdout, stderr = run_cli(
         "--preset", "quick", "--variants", "sft+rl,rl", "--seeds", "2", "--rl-eval-steps", "1", "--dev-limit", "1",
+        "--entry-limit", "1",
         "--max-tokens", "16", "--max-steps-per-turn", "1", "--train-limit", "2", "--model", str(tiny_model_dir),
         "--out", str(tmp_path / "exp"), "--mlruns", str(tmp_path / "mlruns"), "--experiment", "exp")
     assert code == 0, stderr[-3000:]
@@ -74,7 +87,12 @@ def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
     parent = runs.pop("exp")
     names = ["eval-base", "data"] + [f"{kind}-s{seed}" for seed in (0, 1)
                                      for kind in ("sft", "rl", "eval-rl", "rl-only", "eval-rl-only")]
-    assert sorted(runs) == sorted(names)
+    evals = [name for name in names if name.startswith("eval-")]
+    assert sorted(runs) == sorted(names + [f"{name}-entries" for name in evals])  # each also plays 1 entry whole
+    for name in evals:
+        entries = runs[f"{name}-entries"].data
+        assert entries.params["replayed_turns"] == "False" and entries.metrics["episodes"] == 1
+        assert parent.data.metrics[f"{name}/entry_accuracy"] == entries.metrics["accuracy"]
     assert all(run.data.tags["mlflow.parentRunId"] == parent.info.run_id for run in runs.values())
     assert runs["rl-s1"].data.tags["adapter"].endswith("sft-s1/adapter") and not runs["rl-only-s0"].data.tags.get(
         "adapter")
@@ -87,6 +105,8 @@ def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
         assert [seed["seed"] for seed in entry["seeds"]] == [0, 1]
         assert entry["accuracy_mean"] == pytest.approx(sum(accuracy) / 2)
         assert entry["accuracy_min"] == min(accuracy) and entry["accuracy_max"] == max(accuracy)
+        entry_accuracy = [runs[f"{seed['stage']}-entries"].data.metrics["accuracy"] for seed in entry["seeds"]]
+        assert entry["entry_accuracy_mean"] == pytest.approx(sum(entry_accuracy) / 2)
     # each RL curve: the start (base student), RL's own dev evaluation after step 1, the final evaluation
     base = runs["eval-base"].data.metrics["accuracy"]
     for name in ("rl-only-s0", "rl-only-s1"):
