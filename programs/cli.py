@@ -42,6 +42,10 @@ def run_eval(args: argparse.Namespace) -> int:
         tasks = select_tasks(config.categories, config.split, config.limit, config.tasks)
         if config.user_lm:
             require_simulated_user(tasks)
+        if config.user_temperature is not None and not config.user_lm:
+            raise ValueError("--user-temperature sets the simulated user's sampling: add --user-lm")
+        if config.user_temperature is not None and config.user_temperature < 0:
+            raise ValueError(f"--user-temperature must be 0 or more, got {config.user_temperature}")
         if config.trials > 1 and config.temperature <= 0:  # greedy decoding would play k identical trials
             raise ValueError(f"--trials {config.trials} needs --temperature above 0 (it samples the agent and the "
                              "user alike), or every trial plays the same")
@@ -62,6 +66,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if config.user_lm:  # only then: files recorded before there was a user resume as they were
         settings |= {"user_lm": config.user_lm, "user_api_base": config.user_api_base,
                      "max_user_turns": config.max_user_turns}
+        if config.user_temperature is not None:
+            settings["user_temperature"] = config.user_temperature
     if config.program.endswith(".json"):  # a program optimized again into the same file acts differently
         settings["program_sha256"] = hashlib.sha256(Path(config.program).read_bytes()).hexdigest()
     if config.restart:
@@ -85,11 +91,11 @@ def run_eval(args: argparse.Namespace) -> int:
               "states_per_entry": config.states_per_entry,
               "max_tokens": config.max_tokens, "temperature": config.temperature, "user_lm": config.user_lm,
               "user_api_base": config.user_api_base, "max_user_turns": config.max_user_turns,
-              "trials": config.trials}
+              "user_temperature": config.user_temperature, "trials": config.trials}
     result = evaluate(program, tasks, lm, out, name, params=params,
                       tags={"program": config.program, "model": config.lm, "adapter": config.adapter or ""},
                       threads=config.threads, traces=config.traces, progress=config.progress, user_lm=user_lm,
-                      max_user_turns=config.max_user_turns)
+                      max_user_turns=config.max_user_turns, user_temperature=config.user_temperature)
     if config.replayed_turns:
         print("each episode plays one (entry, turn) state, earlier turns replayed: accuracy = replayed-turn accuracy")
     print(format_table(result.table, result.wall_s))

@@ -14,7 +14,8 @@ from parlmt.options import option
 # Options that change an episode's result besides the program, LM, adapter and tasks: those given another
 # value than their default name the run (so its own file), and all are recorded beside the file.
 RESULT_OPTIONS = ("max_steps_per_turn", "refresh", "tool_docs", "max_tokens", "temperature", "api_base",
-                  "replayed_turns", "states_per_entry", "user_lm", "user_api_base", "max_user_turns")
+                  "replayed_turns", "states_per_entry", "user_lm", "user_api_base", "user_temperature",
+                  "max_user_turns")
 
 
 @dataclass
@@ -69,6 +70,8 @@ class EvalConfig:
                                  "tau2 tasks (tau2's user-simulator prompt), with the same --max-tokens and "
                                  "--temperature; unset: one scripted turn, the customer's request.")
     user_api_base: str | None = option("Endpoint of the user LM's OpenAI-compatible server.")
+    user_temperature: float | None = option("Sampling temperature of the simulated user (tau2's own runs use 0: a "
+                                            "user who answers the same way every trial); unset: --temperature.")
     max_user_turns: int = option("User messages a conversation with the simulated user may have; past them the "
                                  "episode fails (tau2:max_user_turns).", MAX_USER_TURNS)
     trials: int = option("Play every task this many times (ids <task id>#<trial>) and report tau2's pass^1..pass^k; "

@@ -69,6 +69,7 @@ def run_episodes(
     on_episode: Callable[[Trajectory], None] | None = None,
     user_lm: dspy.BaseLM | None = None,
     max_user_turns: int = MAX_USER_TURNS,
+    user_temperature: float | None = None,
 ) -> list[Trajectory]:
     """Run ``program`` on every task not already in ``out`` and return all trajectories in task order.
 
@@ -79,8 +80,9 @@ def run_episodes(
     ``parlmt:program_error``) instead of stopping the run; ``on_episode`` sees each finished episode.
 
     With ``user_lm`` (tau2 tasks only) a ``SimulatedUser`` played by it writes every user message, in
-    conversations of at most ``max_user_turns`` messages; given ``lm`` itself, the user's calls take
-    the thread's lane too. Episodes that crashed or whose user LM failed are played again on resume.
+    conversations of at most ``max_user_turns`` messages, sampled at ``user_temperature`` (None: the
+    user LM's own); given ``lm`` itself, the user's calls take the thread's lane too. Episodes that
+    crashed or whose user LM failed are played again on resume.
     """
     if user_lm is not None:
         require_simulated_user(tasks)
@@ -96,7 +98,7 @@ def run_episodes(
         """What the program plays: the task, or its environment with the simulated user (who opens it)."""
         if user_lm is None:
             return task
-        user = SimulatedUser(lane if user_lm is lm else user_lm)
+        user = SimulatedUser(lane if user_lm is lm else user_lm, temperature=user_temperature)
         return make_env(task, max_steps_per_turn=program.max_steps_per_turn, user=user, max_user_turns=max_user_turns)
 
     def play(task: Task, lm: dspy.BaseLM) -> None:
@@ -189,7 +191,7 @@ class EvalResult:
 def evaluate(program: dspy.Module, tasks: Sequence[Task], lm: dspy.BaseLM, out: str | Path, name: str,
              params: dict | None = None, tags: dict | None = None, threads: int = 1, traces: bool = True,
              progress: bool = True, user_lm: dspy.BaseLM | None = None,
-             max_user_turns: int = MAX_USER_TURNS) -> EvalResult:
+             max_user_turns: int = MAX_USER_TURNS, user_temperature: float | None = None) -> EvalResult:
     """``run_episodes`` as an MLflow run named ``name`` in the active experiment (nested under the
     active run, if any): params, the figures of ``metrics.by_category`` (``<category>/<figure>`` and,
     for all tasks, the bare names every stage shares), a per-episode table, the trajectories, a
@@ -208,7 +210,8 @@ def evaluate(program: dspy.Module, tasks: Sequence[Task], lm: dspy.BaseLM, out: 
             mlflow.log_params({**(params or {}), "tasks": len(tasks), **program.config(), "out": str(out)})
             with tqdm(total=len(tasks), desc=name, disable=not progress, file=sys.stderr) as bar:
                 trajectories = run_episodes(program, tasks, lm, out, threads, on_episode=lambda _: bar.update(),
-                                            user_lm=user_lm, max_user_turns=max_user_turns)
+                                            user_lm=user_lm, max_user_turns=max_user_turns,
+                                            user_temperature=user_temperature)
                 bar.update(len(tasks) - bar.n)  # episodes taken from the file count as done
             wall_s = time.perf_counter() - started
             table = by_category(trajectories)

@@ -18,11 +18,13 @@ _FLIPPED = {"assistant": "user", "user": "assistant"}
 
 
 class SimulatedUser:
-    """The customer of a tau2 task, written by ``lm`` (default: ``dspy.settings.lm``)."""
+    """The customer of a tau2 task, written by ``lm`` (default: ``dspy.settings.lm``) at ``temperature``
+    (None: the LM's own)."""
 
-    def __init__(self, lm: dspy.BaseLM | None = None, max_tool_rounds: int = 5):
+    def __init__(self, lm: dspy.BaseLM | None = None, max_tool_rounds: int = 5, temperature: float | None = None):
         self.lm = lm
         self.max_tool_rounds = max_tool_rounds
+        self.temperature = temperature
 
     def respond(self, env: Tau2Env) -> str | None:
         """The next user message of ``env``'s conversation (tau2's stop token ends it)."""
@@ -30,9 +32,11 @@ class SimulatedUser:
         if lm is None:
             raise ValueError("SimulatedUser needs an LM: SimulatedUser(dspy.LM(...)) or dspy.configure(lm=...)")
         system = {"role": "system", "content": user_system_prompt(env.task)}
+        # per call: the user may share the agent's LM (and its batched lanes) at another temperature
+        options = {} if self.temperature is None else {"temperature": self.temperature}
         for _ in range(self.max_tool_rounds + 1):
             messages = [system, *(self._flip(m) for m in env.conversation())]
-            output = lm(messages=messages)[0]
+            output = lm(messages=messages, **options)[0]
             text = ((output.get("text") if isinstance(output, dict) else output) or "").strip()  # None: no content
             calls = self._own_tool_calls(text, env)
             if not calls:

@@ -229,6 +229,11 @@ def test_simulated_user_prompt_and_tools():
     env.reply("What does your status bar show?")
     assert env.next_turn() == "It shows no service."  # after running its own tool once
     assert lm_calls[2][-1]["role"] == "user" and lm_calls[2][-1]["content"].startswith("Result: ")
+    assert lm.options == [{}, {}, {}]  # the LM's own temperature
+
+    lm = ScriptedLM(["My data is slow."])
+    Tau2Env(task, user=SimulatedUser(lm, temperature=0.0))
+    assert lm.options == [{"temperature": 0.0}]
 
 
 class ScriptedLM:
@@ -236,10 +241,11 @@ class ScriptedLM:
     in order, an exception raised; the last answer repeats once the others are used."""
 
     def __init__(self, answers):
-        self.answers, self.calls = list(answers), []
+        self.answers, self.calls, self.options = list(answers), [], []
 
-    def __call__(self, messages):
+    def __call__(self, messages, **options):
         self.calls.append(messages)
+        self.options.append(options)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
@@ -340,7 +346,9 @@ def test_eval_cli_user_lm_and_trials(tmp_path, monkeypatch, capsys):
 
     def scripted_lm(spec, *args, **kwargs):  # stands in for make_lm: no model is loaded
         made.append(spec)
-        return DummyLM(agent * 2) if spec == "agent" else ScriptedLM(user * 2)
+        return DummyLM(agent * 2) if spec == "agent" else users.append(ScriptedLM(user * 2)) or users[-1]
+
+    users = []
 
     monkeypatch.setattr(parlmt.models.lm, "make_lm", scripted_lm)
     mlruns, out = tmp_path / "mlruns", tmp_path / "eval.jsonl"
@@ -353,6 +361,10 @@ def test_eval_cli_user_lm_and_trials(tmp_path, monkeypatch, capsys):
     assert "plays tau2 tasks only; bfcl:base:0, bfcl:base:1, bfcl:base:2 and 197 more" in capsys.readouterr().err
     assert run("--tasks", task.id, "--trials", "2") == 2
     assert "--trials 2 needs --temperature above 0" in capsys.readouterr().err
+    assert run("--tasks", task.id, "--user-temperature", "0") == 2
+    assert "--user-temperature sets the simulated user's sampling: add --user-lm" in capsys.readouterr().err
+    assert run("--tasks", task.id, "--user-lm", "user", "--user-temperature", "-1") == 2
+    assert "--user-temperature must be 0 or more, got -1.0" in capsys.readouterr().err
     assert not made and not out.exists()
 
     def name(*options: str) -> str:
@@ -362,7 +374,8 @@ def test_eval_cli_user_lm_and_trials(tmp_path, monkeypatch, capsys):
     assert name("--user-lm", "embedded:teacher", "--trials", "3", "--temperature", "0.7") == \
         "progress-embedded_student-tau2_airline-all-trials3-temperature_0.7-user_lm_embedded_teacher"
     assert len({name(), name("--user-lm", "a"), name("--user-lm", "b"), name("--user-lm", "a", "--max-user-turns", "5"),
-                name("--user-lm", "a", "--user-api-base", "http://localhost:8000/v1")}) == 5
+                name("--user-lm", "a", "--user-api-base", "http://localhost:8000/v1"),
+                name("--user-lm", "a", "--user-temperature", "0")}) == 6
 
     assert run("--tasks", task.id, "--user-lm", "user", "--trials", "2", "--temperature", "0.5") == 0
     printed = capsys.readouterr().out
@@ -377,6 +390,13 @@ def test_eval_cli_user_lm_and_trials(tmp_path, monkeypatch, capsys):
 
     assert run("--tasks", task.id, "--user-lm", "other", "--trials", "2", "--temperature", "0.5") == 1
     assert "other settings (user_lm 'user' -> 'other')" in capsys.readouterr().err
+
+    # a greedy customer beside a sampled agent: every user call asks for temperature 0
+    out = tmp_path / "greedy-user.jsonl"
+    assert run("--tasks", task.id, "--user-lm", "user", "--trials", "2", "--temperature", "0.5",
+               "--user-temperature", "0") == 0
+    assert users[-1].options and all(options == {"temperature": 0.0} for options in users[-1].options)
+    assert json.loads(settings_file(out).read_text())["user_temperature"] == 0.0
 
 
 # ---------------------------------------------------------------------------- isolation (subprocesses)
