@@ -107,8 +107,9 @@ class Trajectory:
 
     @property
     def turn_accuracy(self) -> float:
-        """Share of scored turns that passed (0 when nothing was scored)."""
-        scored = [t for t in self.turns if t.passed is not None]
+        """Share of checked turns that passed (0 when nothing was checked): a turn a checker did not
+        look at (tau2's turns before the conversation ends, BFCL turns without ground truth) counts as none."""
+        scored = [t for t in self.turns if t.passed is not None and t.checked]
         return sum(t.passed for t in scored) / len(scored) if scored else 0.0
 
     @property

@@ -331,6 +331,24 @@ def test_python_api_plays_tau2_with_a_simulated_user_in_trials_with_pass_hat_k(t
     assert [t.to_dict() for t in resumed.trajectories] == [t.to_dict() for t in result.trajectories]
 
 
+def test_turn_accuracy_counts_only_the_turns_tau2_scores(tmp_path):
+    """tau2 scores the finished conversation, not the turns a user answered: those are unchecked, and a
+    conversation that fails at the end has turn accuracy 0, not the share of turns before it."""
+    from dspy.utils import DummyLM
+
+    from parlmt.programs import FullHistoryAgent
+    from parlmt.programs.evaluate import run_episodes
+
+    task = _retail_task()
+    agent = DummyLM([{"calls": "[]", "reply": "Let me look into it."},
+                     {"calls": "[]", "reply": "Sorry, I cannot do that."}])
+    user = ScriptedLM([f"Hi, {task.meta['request']}", "I am still waiting.", "Fine. ###STOP###"])
+    (trajectory,) = run_episodes(FullHistoryAgent(), [task], agent, tmp_path / "run.jsonl", user_lm=user)
+    first, last = trajectory.turns
+    assert (first.passed, first.checked) == (True, False) and (last.passed, last.checked) == (False, True)
+    assert not trajectory.passed and trajectory.turn_accuracy == 0.0
+
+
 def test_eval_cli_user_lm_and_trials(tmp_path, monkeypatch, capsys):
     from dspy.utils import DummyLM
     from mlflow.tracking import MlflowClient
