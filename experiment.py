@@ -41,6 +41,7 @@ COLUMNS = [("episodes", "n", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"), ("ac
            ("format_validity", "format ok", "{:.3f}"),
            ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("steps_per_turn", "steps/turn", "{:.2f}"),
            ("wall_s", "wall s", "{:.0f}")]
+GROWABLE = ("variants", "seeds")  # more of them on an existing folder: its finished stages are kept
 CATEGORY_FIGURES = ("accuracy", "accuracy_low", "accuracy_high", "turn_accuracy", "episodes", "entries")
 
 
@@ -122,8 +123,10 @@ class ExperimentConfig:
         return [v.strip() for v in self.variants.split(",") if v.strip()]
 
     def settings(self) -> dict:
-        """What a resumed experiment must share with the one it continues (where things are logged may differ)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "mlruns", "experiment")}
+        """What a resumed experiment must share with the one it continues: not where things are logged, nor the
+        variants and seeds (``GROWABLE``), which add stages and leave the finished ones valid."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("out", "mlruns", "experiment", *GROWABLE)}
 
 
 class ExperimentError(RuntimeError):
@@ -324,6 +327,7 @@ def run_experiment(config: ExperimentConfig) -> list[dict]:
             state["parent_run_id"] = parent.info.run_id
             mlflow.log_params(config.settings())
             _save_state(out, state)
+        mlflow.set_tags({key: getattr(config, key) for key in GROWABLE})  # tags: they may grow on a resume
         for number, stage in enumerate(stages, 1):
             if stage.name in state["stages"]:
                 log.info("[%d/%d] %s: done in an earlier run", number, len(stages), stage.name)

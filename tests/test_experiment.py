@@ -48,6 +48,8 @@ def test_an_option_added_since_a_folder_started_counts_as_its_default(tmp_path):
     assert _load_state(tmp_path, config)["settings"] == saved
     with pytest.raises(ExperimentError, match=r"other settings \(entry_limit\).*--restart"):
         _load_state(tmp_path, ExperimentConfig(out=str(tmp_path), entry_limit=3))
+    # more variants and seeds add stages: the finished ones stay valid
+    assert _load_state(tmp_path, ExperimentConfig(out=str(tmp_path), variants="sft,sft+rl,rl", seeds=3))
 
 
 @pytest.mark.parametrize("options, message", [
@@ -75,16 +77,24 @@ def test_rl_dev_evaluation_plays_the_experiment_states():
 
 @pytest.mark.slow
 def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
-    code, stdout, stderr = run_cli(
-        "--preset", "quick", "--variants", "sft+rl,rl", "--seeds", "2", "--rl-eval-steps", "1", "--dev-limit", "1",
-        "--entry-limit", "1",
-        "--max-tokens", "16", "--max-steps-per-turn", "1", "--train-limit", "2", "--model", str(tiny_model_dir),
-        "--out", str(tmp_path / "exp"), "--mlruns", str(tmp_path / "mlruns"), "--experiment", "exp")
-    assert code == 0, stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    experiment_id = client.get_experiment_by_name("exp").experiment_id
-    runs = {run.info.run_name: run for run in client.search_runs([experiment_id])}
+    def run(variants: str) -> tuple[str, dict]:
+        code, stdout, stderr = run_cli(
+            "--preset", "quick", "--variants", variants, "--seeds", "2", "--rl-eval-steps", "1", "--dev-limit", "1",
+            "--entry-limit", "1", "--max-tokens", "16", "--max-steps-per-turn", "1", "--train-limit", "2",
+            "--model", str(tiny_model_dir), "--out", str(tmp_path / "exp"), "--mlruns", str(tmp_path / "mlruns"),
+            "--experiment", "exp")
+        assert code == 0, stderr[-3000:]
+        client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+        experiment_id = client.get_experiment_by_name("exp").experiment_id
+        return stdout, client, {run.info.run_name: run for run in client.search_runs([experiment_id])}
+
+    _, _, before = run("sft+rl")
+    assert "rl-only-s0" not in before
+    # the same folder with one more variant: only its stages run, the finished ones are kept
+    stdout, client, runs = run("sft+rl,rl")
+    assert all(runs[name].info.run_id == finished.info.run_id for name, finished in before.items())
     parent = runs.pop("exp")
+    assert parent.data.tags["variants"] == "sft+rl,rl"
     names = ["eval-base", "data"] + [f"{kind}-s{seed}" for seed in (0, 1)
                                      for kind in ("sft", "rl", "eval-rl", "rl-only", "eval-rl-only")]
     evals = [name for name in names if name.startswith("eval-")]
