@@ -92,11 +92,10 @@ class ExperimentConfig:
     PRESETS = {
         "demo": {},
         "quick": {"dev_limit": 2, "train_limit": 4, "sft_steps": 2, "rl_steps": 1, "out": "outputs/demo-quick"},
-        # SFT only and SFT + PAG-RL, two seeds each, on the demo's states: what fits 90 minutes on a 2-core AMD
-        # EPYC (add `--variants sft,sft+rl,rl` for PAG-RL alone). RL at the rate and terms that kept the SFT gain
-        # (bench/README.md, Efficacy): no format or efficiency credit to win by replying at once, the quit term
-        # against it.
-        "recipe": {"variants": "sft,sft+rl", "seeds": 2, "rl_learning_rate": 5e-5,
+        # SFT only, SFT + PAG-RL and PAG-RL alone, two seeds each, on the demo's states (about 100 minutes on a
+        # 2-core AMD EPYC). RL at the rate and terms that kept the SFT gain (bench/README.md, Efficacy): no format
+        # or efficiency credit to win by replying at once, the quit term against it.
+        "recipe": {"variants": "sft,sft+rl,rl", "seeds": 2, "rl_learning_rate": 5e-5,
                    "rl_reward_weights": "format=0,efficiency=0", "out": "outputs/recipe",
                    "experiment": "parlmt-recipe"},
     }

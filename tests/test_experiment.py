@@ -23,8 +23,7 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 def test_the_recipe_plans_every_variant_for_each_program_and_seed():
-    config = ExperimentConfig(**{**ExperimentConfig.PRESETS["recipe"], "program": "fullhistory,progress",
-                                 "variants": "sft,sft+rl,rl"})
+    config = ExperimentConfig(**{**ExperimentConfig.PRESETS["recipe"], "program": "fullhistory,progress"})
     stages = {stage.name: stage for stage in plan(config)}
     assert [name for name in stages if name.endswith("progress")] == ["eval-base-progress", "data-progress"]
     assert [name for name in stages if name.startswith("eval-") and name.endswith("-progress-s1")] == [
