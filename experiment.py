@@ -390,6 +390,8 @@ def efficacy(config: ExperimentConfig, state: dict) -> dict:
     entries, gain over the base student, per category, wall seconds of the stages that made it) and their
     mean and spread over seeds; per RL stage, its learning curve (dev accuracy against RL step: its start
     adapter's evaluation, RL's own dev evaluations, its final evaluation)."""
+    from parlmt.programs.metrics import paired_gain
+    from parlmt.programs.trajectory import read_jsonl
     from parlmt.tracking import cpu_model
 
     stages = {stage.name: stage for stage in plan(config) if stage.name in state["stages"]}
@@ -417,16 +419,23 @@ def efficacy(config: ExperimentConfig, state: dict) -> dict:
                      categories={category: statistics.mean(seed["categories"][category]["accuracy"]
                                                            for seed in entry["seeds"])
                                  for category in entry["seeds"][0]["categories"]})
-    curves = {}
+    curves, seeds = {}, {seed["stage"]: seed for entry in results.values() for seed in entry["seeds"]}
     for stage in stages.values():
         final = next((s for s in stages.values() if s.kind == "eval" and s.source == stage.name), None)
         start = next((s for s in stages.values() if s.kind == "eval" and s.source == stage.source), None)
         if stage.kind == "rl" and final and start:
             curves[stage.name] = [(0, state["stages"][start.name]["accuracy"]), *state["stages"][stage.name]["curve"],
                                   (config.rl_steps, state["stages"][final.name]["accuracy"])]
+            # what RL itself added: paired over the same states against the adapter it started from
+            before, after = (read_jsonl(state["stages"][s.name]["trajectories"]) for s in (start, final))
+            seeds[final.name].update(zip(("rl_gain", "rl_gain_low", "rl_gain_high"), paired_gain(before, after),
+                                         strict=True), rl_start=start.name)
+    for entry in results.values():
+        if "rl_gain" in entry["seeds"][0]:
+            entry["rl_gain_mean"] = statistics.mean(seed["rl_gain"] for seed in entry["seeds"])
     return {"what": "replayed-turn accuracy: each dev (entry, turn) state played alone, earlier turns replayed from "
                     "the ground truth, scored by the official BFCL checker; 95% interval by bootstrap over entries",
-            "settings": config.settings(), "commit": _commit(),
+            "settings": {**config.settings(), **{key: getattr(config, key) for key in GROWABLE}}, "commit": _commit(),
             "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
             "results": results, "learning_curves": curves}
 

@@ -70,6 +70,9 @@ def test_demo_runs_every_stage_as_a_nested_run_and_prints_the_table(demo_run):
     # RL's curve: the SFT adapter it starts from, then its final evaluation (no dev evaluation between)
     assert results["learning_curves"] == {"rl": [[0, runs["eval-sft"].data.metrics["accuracy"]],
                                                  [1, runs["eval-rl"].data.metrics["accuracy"]]]}
+    rl_seed = results["results"]["fullhistory/sft+rl"]["seeds"][0]  # what RL added to the SFT adapter, paired
+    assert rl_seed["rl_start"] == "eval-sft" and rl_seed["rl_gain"] == pytest.approx(
+        runs["eval-rl"].data.metrics["accuracy"] - runs["eval-sft"].data.metrics["accuracy"])
     wall = results["results"]["fullhistory/sft+rl"]["seeds"][0]["wall_s"]
     assert wall == pytest.approx(sum(state["stages"][name]["wall_s"] for name in ("data", "sft", "rl", "eval-rl")))
     lines = stdout.splitlines()

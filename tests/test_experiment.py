@@ -114,6 +114,13 @@ def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
         assert [seed["seed"] for seed in entry["seeds"]] == [0, 1]
         assert entry["accuracy_mean"] == pytest.approx(sum(accuracy) / 2)
         assert entry["accuracy_min"] == min(accuracy) and entry["accuracy_max"] == max(accuracy)
+        if variant == "rl":  # RL's own gain: paired against the adapter it started from (the base), same states
+            for seed, after in zip(entry["seeds"], accuracy, strict=True):
+                assert seed["rl_start"] == "eval-base"
+                assert seed["rl_gain"] == pytest.approx(after - runs["eval-base"].data.metrics["accuracy"])
+                assert seed["rl_gain_low"] <= seed["rl_gain"] <= seed["rl_gain_high"]
+        else:  # no `sft` variant, so no evaluation of the SFT adapter to pair with
+            assert "rl_gain" not in entry["seeds"][0]
         entry_accuracy = [runs[f"{seed['stage']}-entries"].data.metrics["accuracy"] for seed in entry["seeds"]]
         assert entry["entry_accuracy_mean"] == pytest.approx(sum(entry_accuracy) / 2)
     # each RL curve: the start (base student), RL's own dev evaluation after step 1, the final evaluation
