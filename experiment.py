@@ -497,8 +497,9 @@ def _variant_plot(results: dict):
                      s=14)
     axes.set_xticks(list(range(len(entries))), [f"{e['program']}\n{e['variant']} ({len(e['seeds'])} seed"
                                                  f"{'s' if len(e['seeds']) > 1 else ''})" for e in entries])
-    axes.set(ylim=(0, 1), ylabel="replayed-turn accuracy, dev",
-             title="Mean over seeds (bars), each seed (dots), widest 95% interval over entries")
+    axes.set(ylim=(0, 1), ylabel="replayed-turn accuracy, dev")
+    axes.set_title("Accuracy on the same dev states; bars: mean over seeds,\ndots: each seed, whiskers: the widest "
+                   "95% interval over entries", fontsize=10)
     figure.tight_layout()
     plt.close(figure)
     return figure
@@ -512,6 +513,7 @@ def _curve_plot(results: dict):
     figure, axes = plt.subplots(figsize=(7, 4))
     for name, points in results["learning_curves"].items():
         axes.plot([step for step, _ in points], [accuracy for _, accuracy in points], marker="o", label=name)
+    axes.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     axes.set(ylim=(0, 1), xlabel="PAG-RL step", ylabel="replayed-turn accuracy, dev",
              title="Learning curves (step 0: the adapter RL starts from)")
     axes.legend(loc="best", fontsize="small")
