@@ -77,11 +77,13 @@ class ExperimentConfig:
     sft_steps: int = option("SFT warm-up optimizer steps (2 rows each).", 20)
     sft_learning_rate: float = option("SFT peak learning rate.", 2e-4)
     rl_steps: int = option("PAG-RL optimizer steps (one state, 2 rollouts each).", 2)
-    rl_learning_rate: float = option("PAG-RL learning rate. Adam's first steps move every LoRA weight by about this "
-                                    "much whatever the gradient's size: at 5e-5, two steps on one state each turned "
-                                    "the SFT student into one that replies at once (0.40 -> 0.00; 1e-5: 0.25).", 1e-5)
+    rl_learning_rate: float = option("PAG-RL learning rate (with the reward weights below: with the format and "
+                                    "efficiency terms, two steps at 5e-5 taught the SFT student to reply at once).",
+                                    5e-5)
     rl_reward_weights: str | None = option("PAG-RL reward weights to change (name=value pairs, as `parlmt train rl "
-                                          "--reward-weights`).", None)
+                                          "--reward-weights`). No credit for a well-formed reply or for making no "
+                                          "repeated call: both paid the small student to quit its turn "
+                                          "(bench/README.md, Efficacy).", "format=0,efficiency=0")
     rl_eval_steps: int = option("Evaluate on the same dev states every this many PAG-RL steps (points of the "
                                "learning curve between the start and the final evaluation); 0: never.", 0)
     out: str = option("Folder of the experiment's data, adapters, trajectories and state (re-running resumes it).",
@@ -92,12 +94,9 @@ class ExperimentConfig:
     PRESETS = {
         "demo": {},
         "quick": {"dev_limit": 2, "train_limit": 4, "sft_steps": 2, "rl_steps": 1, "out": "outputs/demo-quick"},
-        # SFT only, SFT + PAG-RL and PAG-RL alone, two seeds each, on the demo's states (about 100 minutes on a
-        # 2-core AMD EPYC). RL at the rate and terms that kept the SFT gain (bench/README.md, Efficacy): no format
-        # or efficiency credit to win by replying at once, the quit term against it.
-        "recipe": {"variants": "sft,sft+rl,rl", "seeds": 2, "rl_learning_rate": 5e-5,
-                   "rl_reward_weights": "format=0,efficiency=0", "out": "outputs/recipe",
-                   "experiment": "parlmt-recipe"},
+        # SFT only, SFT + PAG-RL and PAG-RL alone, two seeds each, on the demo's states (about 2 hours on a 2-core
+        # AMD EPYC); seed 0 of SFT and SFT + PAG-RL are the demo's stages.
+        "recipe": {"variants": "sft,sft+rl,rl", "seeds": 2, "out": "outputs/recipe", "experiment": "parlmt-recipe"},
     }
 
     def __post_init__(self):
