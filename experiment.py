@@ -278,13 +278,13 @@ def _rl(stage: Stage, config: ExperimentConfig, state: dict) -> dict:
 
     output = Path(config.out) / stage.name
     adapter = state["stages"][stage.source]["adapter"] if stage.source else None
-    states = dev_states(config)
     result = train_rl(PAGRLConfig.from_preset(
         "cpu-smoke", model=config.model, adapter=adapter, program=stage.program, tool_docs=config.tool_docs,
         categories=config.categories, limit=config.train_limit, max_steps_per_turn=config.max_steps_per_turn,
         max_completion_tokens=config.max_tokens, max_steps=config.rl_steps, learning_rate=config.rl_learning_rate,
         reward_weights=config.rl_reward_weights, seed=stage.seed, eval_steps=config.rl_eval_steps,
-        eval_limit=config.dev_limit, eval_states_per_entry=config.states_per_entry, eval_states=len(states),
+        eval_limit=config.dev_limit, eval_states_per_entry=config.states_per_entry,
+        eval_states=len(dev_states(config)),
         save_steps=1, output_dir=str(output), resume=_checkpoint(output), mlruns=config.mlruns,
         experiment=config.experiment, run_name=stage.name),
         tags={"dataset": state.get("datasets", {}).get(stage.program, "") if adapter else "",

@@ -355,12 +355,6 @@ class RLResult:
     log_history: list[dict]
 
 
-def training_tasks(config: PAGRLConfig, split: str) -> list[Task]:
-    """The tasks of every category in ``config.categories`` in ``split`` (at most ``limit`` each);
-    for the training split, ``config.tasks`` instead when given."""
-    return select_tasks(config.categories, split, config.limit, config.tasks if split == config.split else None)
-
-
 def grpo_args(config: PAGRLConfig) -> GRPOConfig:
     """TRL's config for the PAG-RL settings: one generation round per optimizer step, the samples split
     into ``states_per_step`` accumulation slices (each in ``micro_batch_size`` pieces), ``temperature``
@@ -391,7 +385,7 @@ def build_trainer(config: PAGRLConfig, model=None, tokenizer=None) -> PAGRLTrain
     from datasets import Dataset
 
     turns = [int(t) for t in config.start_turns.split(",")] if config.start_turns else None
-    train = training_tasks(config, config.split)
+    train = select_tasks(config.categories, config.split, config.limit, config.tasks)
     dev = select_tasks(config.categories, "dev", config.eval_limit or config.limit) if config.eval_steps else []
     rows = state_rows(train, turns)
     if not rows:
