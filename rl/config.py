@@ -172,6 +172,9 @@ class PAGRLConfig(StageConfig, ProgramOptions):
                                  "Unset: one scripted turn, the customer's request (as `parlmt eval` without "
                                  "--user-lm).")
     user_api_base: str | None = option("Endpoint of the user LM's OpenAI-compatible server.")
+    user_temperature: float | None = option("Sampling temperature of the simulated customer; unset: 0 (greedy) for a "
+                                            "model of its own, so a state's rollouts differ by the policy's choices "
+                                            "alone, and the rollouts' temperature for `policy`.")
     max_user_turns: int = option("User messages a conversation with the simulated user may have; past them the "
                                  "rollout fails (tau2:max_user_turns).", MAX_USER_TURNS)
     num_generations: int = option("G: rollouts per state; advantages compare the same module call across them.", 4)
@@ -216,6 +219,10 @@ class PAGRLConfig(StageConfig, ProgramOptions):
         # Every weight spelled out (an unknown term or a malformed pair fails here, before any model loads), so
         # the run's params in MLflow show the weights the run used.
         self.reward_weights = ",".join(f"{name}={value:g}" for name, value in self.weights().items())
+        if self.user_temperature is not None and not self.user_lm:
+            raise ValueError("user_temperature sets the simulated customer's sampling: set user_lm too")
+        if self.user_temperature is not None and self.user_temperature < 0:
+            raise ValueError(f"user_temperature must be 0 or more, got {self.user_temperature}")
         if self.max_user_turns < 1:
             raise ValueError(f"max_user_turns must be at least 1, got {self.max_user_turns}")
         if self.num_generations < 2:

@@ -80,13 +80,14 @@ class PAGRLTrainer(GRPOTrainer):
         self.policy_lm = TransformersLM(model=self.model, tokenizer=self.processing_class, name="local/policy",
                                         temperature=config.temperature, max_tokens=config.max_completion_tokens,
                                         record_samples=True)
-        # The simulated customer of tau2 rollouts: a model of its own, answering greedily (the rollouts of a state
-        # then differ by the policy's choices alone), or the policy itself ("policy": see _user).
+        # The simulated customer of tau2 rollouts: a model of its own (greedy unless user_temperature says
+        # otherwise), or the policy itself ("policy": see _play).
         self.user_lm = None
         if config.user_lm not in (None, "policy"):
             from parlmt.models.lm import make_lm
 
-            self.user_lm = make_lm(config.user_lm, config.max_completion_tokens, 0.0, api_base=config.user_api_base)
+            self.user_lm = make_lm(config.user_lm, config.max_completion_tokens, config.user_temperature or 0.0,
+                                   api_base=config.user_api_base)
 
     # ------------------------------------------------------------------ one generation step
 
@@ -182,7 +183,7 @@ class PAGRLTrainer(GRPOTrainer):
         user = lm if config.user_lm == "policy" else self.user_lm  # the policy's lane: its user turns batch too
         return play(config.program, task, turn, lm, turns=config.rollout_turns or None,
                     max_steps_per_turn=config.max_steps_per_turn, refresh=config.refresh, tool_docs=config.tool_docs,
-                    user_lm=user, max_user_turns=config.max_user_turns)
+                    user_lm=user, max_user_turns=config.max_user_turns, user_temperature=config.user_temperature)
 
     def _sample_rows(self, rollouts: list[tuple[int, Rollout]]) -> tuple[list[dict], list[dict]]:
         """Every tagged LM sample of every rollout as a row (key, rollout, reward terms) and its token ids."""

@@ -40,10 +40,11 @@ class Rollout:
 
 def play(program: str, task: Task, start: int, lm, *, turns: int | None = 1, max_steps_per_turn: int = 20,
          refresh: str = "turn", tool_docs: str = "full", user_lm: dspy.BaseLM | None = None,
-         max_user_turns: int = MAX_USER_TURNS) -> Rollout:
+         max_user_turns: int = MAX_USER_TURNS, user_temperature: float | None = None) -> Rollout:
     """Play ``program`` with ``lm`` from turn ``start`` of ``task`` (earlier turns replayed from the
     ground truth) for ``turns`` turns (None: to the end); with ``user_lm`` (tau2), the whole conversation
-    with a simulated user played by it (``lm`` itself: its answers as the customer are not samples).
+    with a simulated user played by it (``lm`` itself: its answers as the customer are not samples) at
+    ``user_temperature`` (None: the user LM's own).
 
     ``lm`` is a ``TransformersLM`` with ``record_samples=True``; its sample list is cleared first.
     ChatAdapter's JSON retry is off, so each module call is exactly one LM call, one sample.
@@ -51,7 +52,8 @@ def play(program: str, task: Task, start: int, lm, *, turns: int | None = 1, max
     if task.ground_truth is None:
         raise ValueError(f"task {task.id} has no ground truth: RL needs it for the earlier turns and the rewards")
     user = {} if user_lm is None else {"max_user_turns": max_user_turns,
-                                       "user": SimulatedUser(_Unrecorded(lm) if user_lm is lm else user_lm)}
+                                       "user": SimulatedUser(_Unrecorded(lm) if user_lm is lm else user_lm,
+                                                             temperature=user_temperature)}
     agent = build_program(program, max_steps_per_turn=max_steps_per_turn, refresh=refresh, tool_docs=tool_docs)
     lm.samples.clear()
     env = make_env(task.from_turn(start, turns), max_steps_per_turn=max_steps_per_turn, **user)  # a user opens now
@@ -68,10 +70,10 @@ class _Unrecorded:
     def __init__(self, lm):
         self.lm = lm
 
-    def __call__(self, messages: list[dict]) -> list:
+    def __call__(self, messages: list[dict], **kwargs) -> list:
         kept = len(self.lm.samples)
         try:
-            return self.lm(messages=messages)
+            return self.lm(messages=messages, **kwargs)
         finally:
             del self.lm.samples[kept:]
 

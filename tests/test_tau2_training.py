@@ -177,6 +177,28 @@ def test_the_policy_as_customer_and_a_silent_customer(tiny_model_dir):
     assert silent.trajectory.error_type == USER_EMPTY and not silent.samples and not silent.outcomes
 
 
+def test_the_policy_as_customer_writes_at_the_user_temperature(tiny_model_dir):
+    import torch
+
+    model, tokenizer = load_model(ModelConfig(str(tiny_model_dir), dtype="float32"))
+    lm = TransformersLM(model=model, tokenizer=tokenizer, temperature=1.0, max_tokens=8, record_samples=True)
+    task = load_task(TASK)
+
+    def openings(user_temperature):
+        """The customer's first message (the first LM call of a conversation) over three seeds."""
+        written = set()
+        for seed in range(3):
+            torch.manual_seed(seed)
+            first = len(lm.history)
+            play("fullhistory", task, 0, lm, max_steps_per_turn=1, user_lm=lm, max_user_turns=1,
+                 user_temperature=user_temperature)
+            written.add(str(lm.history[first]["outputs"]))
+        return written
+
+    assert len(openings(0.0)) == 1  # the customer's greedy opening, whatever the policy samples
+    assert len(openings(None)) > 1  # the policy's own temperature: sampled
+
+
 def test_a_simulated_user_needs_tau2_states(tiny_model_dir):
     from parlmt.rl.grpo import build_trainer
 
@@ -184,3 +206,7 @@ def test_a_simulated_user_needs_tau2_states(tiny_model_dir):
         build_trainer(PAGRLConfig(model=str(tiny_model_dir), categories="py:todo", user_lm="policy"))
     with pytest.raises(ValueError, match="max_user_turns must be at least 1"):
         PAGRLConfig(max_user_turns=0)
+    with pytest.raises(ValueError, match="set user_lm too"):
+        PAGRLConfig(user_temperature=0.0)
+    with pytest.raises(ValueError, match="must be 0 or more"):
+        PAGRLConfig(user_lm="policy", user_temperature=-0.5)
