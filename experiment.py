@@ -145,14 +145,15 @@ class Stage:
 
 
 def plan(config: ExperimentConfig) -> list[Stage]:
-    """Every stage, in the order they run. Names carry the program and seed only when there are several
-    (the demo's are eval-base, data, sft, eval-sft, rl, eval-rl)."""
+    """Every stage, in the order they run. Names carry the program when there are several, and the seed
+    from seed 1 on (the demo's are eval-base, data, sft, eval-sft, rl, eval-rl; the second seed's sft-s1):
+    seed 0's names do not change when ``--seeds`` grows, so its finished stages are kept."""
     programs, variants = config.programs(), config.variant_list()
     stages = []
     for program in programs:
         def name(kind: str, seed: int | None = None, program=program) -> str:
             return (kind + (f"-{program}" if len(programs) > 1 else "")
-                    + (f"-s{seed}" if seed is not None and config.seeds > 1 else ""))
+                    + (f"-s{seed}" if seed else ""))
 
         stages.append(Stage(name("eval-base"), "eval", program))
         sft_based = {"sft", "sft+rl"} & set(variants)
@@ -592,6 +593,6 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     print(format_table(rows))
     out = Path(config.out)
-    print(f"{args.preset}: {time.perf_counter() - started:.0f} s this run; table: {out / 'table.txt'}; results: "
+    print(f"{config.experiment}: {time.perf_counter() - started:.0f} s this run; table: {out / 'table.txt'}; results: "
           f"{out / 'efficacy.json'}; see every run with `parlmt ui`")
     return 0

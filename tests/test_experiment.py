@@ -25,14 +25,16 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 def test_the_recipe_plans_every_variant_for_each_program_and_seed():
     config = ExperimentConfig(**{**ExperimentConfig.PRESETS["recipe"], "program": "fullhistory,progress"})
     stages = {stage.name: stage for stage in plan(config)}
-    assert [name for name in stages if name.endswith("progress")] == ["eval-base-progress", "data-progress"]
+    assert [name for name in stages if name.endswith("progress")] == [  # seed 0's names carry no seed
+        "eval-base-progress", "data-progress", "sft-progress", "eval-sft-progress", "rl-progress", "eval-rl-progress",
+        "rl-only-progress", "eval-rl-only-progress"]
     assert [name for name in stages if name.startswith("eval-") and name.endswith("-progress-s1")] == [
         "eval-sft-progress-s1", "eval-rl-progress-s1", "eval-rl-only-progress-s1"]
     assert len(stages) == 2 * (2 + 2 * 6)  # per program: base eval, data; per seed: sft, rl, rl-only and their evals
     assert stages["rl-fullhistory-s1"].source == "sft-fullhistory-s1" and stages["rl-fullhistory-s1"].seed == 1
-    assert stages["rl-only-progress-s0"].source is None  # PAG-RL without SFT starts from the base model
-    assert stages["sft-progress-s0"].source == "data-progress"
-    assert stages["eval-rl-only-fullhistory-s0"].variant == "rl"
+    assert stages["rl-only-progress"].source is None  # PAG-RL without SFT starts from the base model
+    assert stages["sft-progress"].source == "data-progress"
+    assert stages["eval-rl-only-fullhistory"].variant == "rl"
     order = list(stages)
     assert all(order.index(stage.source) < order.index(name) for name, stage in stages.items() if stage.source)
 
@@ -76,10 +78,11 @@ def test_rl_dev_evaluation_plays_the_experiment_states():
 
 @pytest.mark.slow
 def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
-    def run(variants: str) -> tuple[str, dict]:
+    def run(variants: str, seeds: int) -> tuple[str, dict]:
         code, stdout, stderr = run_cli(
-            "--preset", "quick", "--variants", variants, "--seeds", "2", "--rl-eval-steps", "1", "--dev-limit", "1",
-            "--entry-limit", "1", "--max-tokens", "16", "--max-steps-per-turn", "1", "--train-limit", "2",
+            "--preset", "quick", "--variants", variants, "--seeds", str(seeds), "--rl-eval-steps", "1",
+            "--dev-limit", "1", "--entry-limit", "1", "--max-tokens", "16", "--max-steps-per-turn", "1",
+            "--train-limit", "2",
             "--model", str(tiny_model_dir), "--out", str(tmp_path / "exp"), "--mlruns", str(tmp_path / "mlruns"),
             "--experiment", "exp")
         assert code == 0, stderr[-3000:]
@@ -87,14 +90,14 @@ def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
         experiment_id = client.get_experiment_by_name("exp").experiment_id
         return stdout, client, {run.info.run_name: run for run in client.search_runs([experiment_id])}
 
-    _, _, before = run("sft+rl")
-    assert "rl-only-s0" not in before
-    # the same folder with one more variant: only its stages run, the finished ones are kept
-    stdout, client, runs = run("sft+rl,rl")
+    _, _, before = run("sft+rl", 1)
+    assert "rl-only" not in before and "sft-s1" not in before
+    # the same folder with one more variant and one more seed: only their stages run, the finished ones are kept
+    stdout, client, runs = run("sft+rl,rl", 2)
     assert all(runs[name].info.run_id == finished.info.run_id for name, finished in before.items())
     parent = runs.pop("exp")
     assert parent.data.tags["variants"] == "sft+rl,rl"
-    names = ["eval-base", "data"] + [f"{kind}-s{seed}" for seed in (0, 1)
+    names = ["eval-base", "data"] + [kind + ("-s1" if seed else "") for seed in (0, 1)
                                      for kind in ("sft", "rl", "eval-rl", "rl-only", "eval-rl-only")]
     evals = [name for name in names if name.startswith("eval-")]
     assert sorted(runs) == sorted(names + [f"{name}-entries" for name in evals])  # each also plays 1 entry whole
@@ -103,7 +106,7 @@ def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
         assert entries.params["replayed_turns"] == "False" and entries.metrics["episodes"] == 1
         assert parent.data.metrics[f"{name}/entry_accuracy"] == entries.metrics["accuracy"]
     assert all(run.data.tags["mlflow.parentRunId"] == parent.info.run_id for run in runs.values())
-    assert runs["rl-s1"].data.tags["adapter"].endswith("sft-s1/adapter") and not runs["rl-only-s0"].data.tags.get(
+    assert runs["rl-s1"].data.tags["adapter"].endswith("sft-s1/adapter") and not runs["rl-only"].data.tags.get(
         "adapter")
     assert runs["rl-only-s1"].data.params["seed"] == "1"
     results = json.loads((tmp_path / "exp" / "efficacy.json").read_text())
@@ -125,7 +128,7 @@ def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
         assert entry["entry_accuracy_mean"] == pytest.approx(sum(entry_accuracy) / 2)
     # each RL curve: the start (base student), RL's own dev evaluation after step 1, the final evaluation
     base = runs["eval-base"].data.metrics["accuracy"]
-    for name in ("rl-only-s0", "rl-only-s1"):
+    for name in ("rl-only", "rl-only-s1"):
         (start, during, end) = results["learning_curves"][name]
         dev = client.get_metric_history(runs[name].info.run_id, "dev/accuracy")
         assert start == [0, base] and during == [1, dev[0].value]
