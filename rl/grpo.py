@@ -80,14 +80,13 @@ class PAGRLTrainer(GRPOTrainer):
         self.policy_lm = TransformersLM(model=self.model, tokenizer=self.processing_class, name="local/policy",
                                         temperature=config.temperature, max_tokens=config.max_completion_tokens,
                                         record_samples=True)
-        # The simulated customer of tau2 rollouts: a model of its own (greedy unless user_temperature says
-        # otherwise), or the policy itself ("policy": see _play).
+        # The simulated customer of tau2 rollouts: a model of its own, greedy (user_temperature, passed to each
+        # call in _play, overrides it), or the policy itself ("policy": see _play).
         self.user_lm = None
         if config.user_lm not in (None, "policy"):
             from parlmt.models.lm import make_lm
 
-            self.user_lm = make_lm(config.user_lm, config.max_completion_tokens, config.user_temperature or 0.0,
-                                   api_base=config.user_api_base)
+            self.user_lm = make_lm(config.user_lm, config.max_completion_tokens, 0.0, api_base=config.user_api_base)
 
     # ------------------------------------------------------------------ one generation step
 
