@@ -76,7 +76,10 @@ class ExperimentConfig:
     batch: int = option("Dev episodes each evaluation plays at once, their LM calls batched into one generate.", 4)
     sft_steps: int = option("SFT warm-up optimizer steps (2 rows each).", 20)
     sft_learning_rate: float = option("SFT peak learning rate.", 2e-4)
-    rl_steps: int = option("PAG-RL optimizer steps (one state, 2 rollouts each).", 2)
+    rl_steps: int = option("PAG-RL optimizer steps (each rolls out --rl-states-per-step states, --rl-generations "
+                           "times each).", 2)
+    rl_generations: int = option("G: PAG-RL rollouts per state (GRPO compares them; each costs one rollout).", 2)
+    rl_states_per_step: int = option("Train states rolled out per PAG-RL step.", 1)
     rl_learning_rate: float = option("PAG-RL learning rate (with the reward weights below: with the format and "
                                     "efficiency terms, two steps at 5e-5 taught the SFT student to reply at once).",
                                     5e-5)
@@ -105,6 +108,11 @@ class ExperimentConfig:
             raise ValueError(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        if self.rl_generations < 2:  # checked here too: the RL stage comes after data, SFT and evaluations
+            raise ValueError(f"rl_generations must be at least 2 (GRPO compares a state's rollouts), got "
+                             f"{self.rl_generations}")
+        if self.rl_states_per_step < 1:
+            raise ValueError(f"rl_states_per_step must be at least 1, got {self.rl_states_per_step}")
         from parlmt.programs.config import ProgramOptions
 
         for program in self.programs():
@@ -283,6 +291,7 @@ def _rl(stage: Stage, config: ExperimentConfig, state: dict) -> dict:
         "cpu-smoke", model=config.model, adapter=adapter, program=stage.program, tool_docs=config.tool_docs,
         categories=config.categories, limit=config.train_limit, max_steps_per_turn=config.max_steps_per_turn,
         max_completion_tokens=config.max_tokens, max_steps=config.rl_steps, learning_rate=config.rl_learning_rate,
+        num_generations=config.rl_generations, states_per_step=config.rl_states_per_step,
         reward_weights=config.rl_reward_weights, seed=stage.seed, eval_steps=config.rl_eval_steps,
         eval_limit=config.dev_limit, eval_states_per_entry=config.states_per_entry,
         eval_states=len(dev_states(config)),

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from parlmt.options import add_command, given_options
-from parlmt.programs.config import EvalConfig
+from parlmt.programs.config import EvalConfig, check_user_options
 
 TABLE_COLUMNS = [("episodes", "n", "{:.0f}"), ("entries", "entries", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"),
                  ("accuracy_low", "95% low", "{:.3f}"), ("accuracy_high", "95% high", "{:.3f}"),
@@ -42,10 +42,7 @@ def run_eval(args: argparse.Namespace) -> int:
         tasks = select_tasks(config.categories, config.split, config.limit, config.tasks)
         if config.user_lm:
             require_simulated_user(tasks)
-        if config.user_temperature is not None and not config.user_lm:
-            raise ValueError("--user-temperature sets the simulated user's sampling: add --user-lm")
-        if config.user_temperature is not None and config.user_temperature < 0:
-            raise ValueError(f"--user-temperature must be 0 or more, got {config.user_temperature}")
+        check_user_options(config.user_lm, config.user_temperature, config.max_user_turns)
         if config.trials > 1 and config.temperature <= 0:  # greedy decoding would play k identical trials
             raise ValueError(f"--trials {config.trials} needs --temperature above 0 (it samples the agent and the "
                              "user alike), or every trial plays the same")

@@ -18,6 +18,18 @@ RESULT_OPTIONS = ("max_steps_per_turn", "refresh", "tool_docs", "max_tokens", "t
                   "max_user_turns")
 
 
+def check_user_options(user_lm: str | None, user_temperature: float | None, max_user_turns: int) -> None:
+    """Raise ``ValueError`` for simulated-user options that cannot take effect (``parlmt eval`` and ``train rl``
+    alike), before any model loads."""
+    if user_temperature is not None and not user_lm:
+        raise ValueError("--user-temperature (user_temperature) sets the simulated user's sampling: add --user-lm "
+                         "(user_lm) too")
+    if user_temperature is not None and user_temperature < 0:
+        raise ValueError(f"--user-temperature must be 0 or more, got {user_temperature}")
+    if max_user_turns < 1:
+        raise ValueError(f"--max-user-turns must be at least 1, got {max_user_turns}")
+
+
 @dataclass
 class ProgramOptions:
     """The program a command plays and how it prompts: the first options of ``parlmt optimize``, ``parlmt

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from parlmt.envs.tau2 import MAX_USER_TURNS
 from parlmt.options import option
-from parlmt.programs.config import ProgramOptions
+from parlmt.programs.config import ProgramOptions, check_user_options
 from parlmt.rl.rewards import REWARD_TERMS, reward_weights
 
 
@@ -219,12 +219,7 @@ class PAGRLConfig(StageConfig, ProgramOptions):
         # Every weight spelled out (an unknown term or a malformed pair fails here, before any model loads), so
         # the run's params in MLflow show the weights the run used.
         self.reward_weights = ",".join(f"{name}={value:g}" for name, value in self.weights().items())
-        if self.user_temperature is not None and not self.user_lm:
-            raise ValueError("user_temperature sets the simulated customer's sampling: set user_lm too")
-        if self.user_temperature is not None and self.user_temperature < 0:
-            raise ValueError(f"user_temperature must be 0 or more, got {self.user_temperature}")
-        if self.max_user_turns < 1:
-            raise ValueError(f"max_user_turns must be at least 1, got {self.max_user_turns}")
+        check_user_options(self.user_lm, self.user_temperature, self.max_user_turns)
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: advantages compare rollouts of the same state")
         if self.loss_type not in ("dapo", "dr_grpo"):

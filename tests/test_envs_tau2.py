@@ -380,9 +380,11 @@ def test_eval_cli_user_lm_and_trials(tmp_path, monkeypatch, capsys):
     assert run("--tasks", task.id, "--trials", "2") == 2
     assert "--trials 2 needs --temperature above 0" in capsys.readouterr().err
     assert run("--tasks", task.id, "--user-temperature", "0") == 2
-    assert "--user-temperature sets the simulated user's sampling: add --user-lm" in capsys.readouterr().err
+    assert "sets the simulated user's sampling: add --user-lm (user_lm) too" in capsys.readouterr().err
     assert run("--tasks", task.id, "--user-lm", "user", "--user-temperature", "-1") == 2
     assert "--user-temperature must be 0 or more, got -1.0" in capsys.readouterr().err
+    assert run("--tasks", task.id, "--user-lm", "user", "--max-user-turns", "0") == 2
+    assert "--max-user-turns must be at least 1, got 0" in capsys.readouterr().err
     assert not made and not out.exists()
 
     def name(*options: str) -> str:

@@ -56,6 +56,8 @@ def test_an_option_added_since_a_folder_started_counts_as_its_default(tmp_path):
 @pytest.mark.parametrize("options, message", [
     (["--variants", "sft,dpo"], "unknown variant(s) dpo; choose from sft, sft+rl, rl"),
     (["--seeds", "0"], "seeds must be at least 1"),
+    (["--rl-generations", "1"], "rl_generations must be at least 2"),
+    (["--rl-states-per-step", "0"], "rl_states_per_step must be at least 1"),
     (["--program", "fullhistory,react"], "react"),
     (["--rl-reward-weights", "turns=1"], "unknown reward term 'turns'"),
 ])
@@ -81,8 +83,8 @@ def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
     def run(variants: str, seeds: int) -> tuple[str, dict]:
         code, stdout, stderr = run_cli(
             "--preset", "quick", "--variants", variants, "--seeds", str(seeds), "--rl-eval-steps", "1",
-            "--dev-limit", "1", "--entry-limit", "1", "--max-tokens", "16", "--max-steps-per-turn", "1",
-            "--train-limit", "2",
+            "--rl-generations", "3", "--dev-limit", "1", "--entry-limit", "1", "--max-tokens", "16",
+            "--max-steps-per-turn", "1", "--train-limit", "2",
             "--model", str(tiny_model_dir), "--out", str(tmp_path / "exp"), "--mlruns", str(tmp_path / "mlruns"),
             "--experiment", "exp")
         assert code == 0, stderr[-3000:]
@@ -109,6 +111,7 @@ def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
     assert runs["rl-s1"].data.tags["adapter"].endswith("sft-s1/adapter") and not runs["rl-only"].data.tags.get(
         "adapter")
     assert runs["rl-only-s1"].data.params["seed"] == "1"
+    assert {runs[name].data.params["num_generations"] for name in ("rl", "rl-only-s1")} == {"3"}
     results = json.loads((tmp_path / "exp" / "efficacy.json").read_text())
     assert list(results["results"]) == ["fullhistory/base", "fullhistory/sft+rl", "fullhistory/rl"]
     for variant in ("sft+rl", "rl"):

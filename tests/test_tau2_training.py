@@ -204,9 +204,9 @@ def test_a_simulated_user_needs_tau2_states(tiny_model_dir):
 
     with pytest.raises(ValueError, match="plays tau2 tasks only"):
         build_trainer(PAGRLConfig(model=str(tiny_model_dir), categories="py:todo", user_lm="policy"))
-    with pytest.raises(ValueError, match="max_user_turns must be at least 1"):
+    with pytest.raises(ValueError, match="max-user-turns must be at least 1"):
         PAGRLConfig(max_user_turns=0)
-    with pytest.raises(ValueError, match="set user_lm too"):
+    with pytest.raises(ValueError, match=r"add --user-lm \(user_lm\) too"):
         PAGRLConfig(user_temperature=0.0)
     with pytest.raises(ValueError, match="must be 0 or more"):
         PAGRLConfig(user_lm="policy", user_temperature=-0.5)
