@@ -25,6 +25,9 @@ def add_options(parser: argparse.ArgumentParser, config_class: type) -> None:
         if kind is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=help_text)
+        elif _optional(item.type) and item.default is not None:  # else a default could never be unset
+            parser.add_argument(*flags, type=_or_none(kind), default=argparse.SUPPRESS,
+                                help=f"{help_text[:-1]}; none unsets it)")
         else:
             parser.add_argument(*flags, type=kind, default=argparse.SUPPRESS, help=help_text)
 
@@ -43,6 +46,19 @@ def given_options(config_class: type, args: argparse.Namespace) -> dict:
     """The fields of ``config_class`` given on the command line."""
     names = {item.name for item in dataclasses.fields(config_class)}
     return {key: value for key, value in vars(args).items() if key in names}
+
+
+def _optional(annotation) -> bool:
+    return isinstance(annotation, types.UnionType) and type(None) in annotation.__args__
+
+
+def _or_none(kind: type):
+    """``kind``'s parser that also reads ``none`` as unset."""
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error: "invalid int value"
+    return parse
 
 
 def _base_type(annotation) -> type:

@@ -9,9 +9,9 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from parlmt.cli import main
+from parlmt.cli import build_parser, main
 from parlmt.envs import select_tasks
-from parlmt.experiment import ExperimentConfig, plan
+from parlmt.experiment import ExperimentConfig, config_from_args, plan
 from parlmt.programs.metrics import state_turns, turn_states
 
 
@@ -65,6 +65,22 @@ def test_a_broken_configuration_is_refused_before_anything_runs(tmp_path, option
     code, _, stderr = run_cli("--out", str(tmp_path / "x"), *options)
     assert code == 2 and message in stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_none_unsets_an_option_whose_default_is_set(capsys):
+    def config(*options: str) -> ExperimentConfig:
+        return config_from_args(build_parser().parse_args(["experiment", *options]))
+
+    assert config().states_per_entry == 1 and config().rl_reward_weights == "format=0,efficiency=0"
+    unset = config("--states-per-entry", "none", "--rl-reward-weights", "None")
+    assert unset.states_per_entry is None and unset.rl_reward_weights is None  # every turn; every default weight
+    assert config("--states-per-entry", "3").states_per_entry == 3
+    with pytest.raises(SystemExit):
+        config("--states-per-entry", "all")
+    assert "argument --states-per-entry: invalid int value: 'all'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        config("--help")
+    assert "unset: every turn. (default: 1; none unsets it)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_rl_dev_evaluation_plays_the_experiment_states():
