@@ -21,15 +21,15 @@ def add_options(parser: argparse.ArgumentParser, config_class: type) -> None:
     for item in dataclasses.fields(config_class):
         kind = _base_type(item.type)
         flags = [f"--{item.name.replace('_', '-')}", *item.metadata.get("aliases", ())]
-        help_text = f"{item.metadata.get('help', '')} (default: {item.default})".replace("%", "%%")
+        unsettable = _optional(item.type) and item.default is not None  # else a default could never be unset
+        default = f"default: {item.default}" + ("; none unsets it" if unsettable else "")
+        help_text = f"{item.metadata.get('help', '')} ({default})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=help_text)
-        elif _optional(item.type) and item.default is not None:  # else a default could never be unset
-            parser.add_argument(*flags, type=_or_none(kind), default=argparse.SUPPRESS,
-                                help=f"{help_text[:-1]}; none unsets it)")
         else:
-            parser.add_argument(*flags, type=kind, default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument(*flags, type=_or_none(kind) if unsettable else kind, default=argparse.SUPPRESS,
+                                help=help_text)
 
 
 def add_command(subparsers: argparse._SubParsersAction, name: str, config_class: type, run, help: str
