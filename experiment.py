@@ -60,6 +60,8 @@ class ExperimentConfig:
                           "adapter), rl (PAG-RL from the base model, no SFT). The base student is always evaluated.",
                           "sft,sft+rl")
     seeds: int = option("Seeds of every trained variant (0, 1, ...: LoRA init, data order, rollout sampling).", 1)
+    first_seed: int = option("The first of those seeds; the others count up from it. Seeds of one recipe can run on "
+                             "several machines: --first-seed 1 on the second.", 0)
     categories: str = option("BFCL categories of the train and dev entries, comma-separated.", "base")
     dev_limit: int = option("First dev entries per category the evaluations play.", 20)
     states_per_entry: int | None = option("Replayed-turn states of each dev entry (turns chosen by a fixed hash); "
@@ -108,6 +110,8 @@ class ExperimentConfig:
             raise ValueError(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        if self.first_seed < 0:
+            raise ValueError(f"first_seed must be 0 or more, got {self.first_seed}")
         if self.rl_generations < 2:  # checked here too: the RL stage comes after data, SFT and evaluations
             raise ValueError(f"rl_generations must be at least 2 (GRPO compares a state's rollouts), got "
                              f"{self.rl_generations}")
@@ -167,7 +171,7 @@ def plan(config: ExperimentConfig) -> list[Stage]:
         sft_based = {"sft", "sft+rl"} & set(variants)
         if sft_based:
             stages.append(Stage(name("data"), "data", program, "sft"))
-        for seed in range(config.seeds):
+        for seed in range(config.first_seed, config.first_seed + config.seeds):
             if sft_based:
                 sft = Stage(name("sft", seed), "sft", program, "sft", seed, name("data"))
                 stages.append(sft)

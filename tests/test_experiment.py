@@ -39,6 +39,13 @@ def test_the_recipe_plans_every_variant_for_each_program_and_seed():
     assert all(order.index(stage.source) < order.index(name) for name, stage in stages.items() if stage.source)
 
 
+def test_a_later_seed_runs_alone_under_the_names_it_has_in_a_longer_run():
+    alone = plan(ExperimentConfig(first_seed=1))  # e.g. on a second machine
+    both = plan(ExperimentConfig(seeds=2))
+    assert [stage.name for stage in alone] == ["eval-base", "data", "sft-s1", "eval-sft-s1", "rl-s1", "eval-rl-s1"]
+    assert all(stage in both for stage in alone)
+
+
 def test_an_option_added_since_a_folder_started_counts_as_its_default(tmp_path):
     from parlmt.experiment import ExperimentError, _load_state
 
@@ -56,6 +63,7 @@ def test_an_option_added_since_a_folder_started_counts_as_its_default(tmp_path):
 @pytest.mark.parametrize("options, message", [
     (["--variants", "sft,dpo"], "unknown variant(s) dpo; choose from sft, sft+rl, rl"),
     (["--seeds", "0"], "seeds must be at least 1"),
+    (["--first-seed", "-1"], "first_seed must be 0 or more"),
     (["--rl-generations", "1"], "rl_generations must be at least 2"),
     (["--rl-states-per-step", "0"], "rl_states_per_step must be at least 1"),
     (["--program", "fullhistory,react"], "react"),
