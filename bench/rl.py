@@ -1,13 +1,15 @@
-"""PAG-RL speed: seconds per step and per generated token of the PAG-RL loop against plain TRL GRPO on the
-same model and prompts, the same loop with its prefix KV cache off (the old path), peak RSS of each, and
-tokens per sample of ProgressAware vs FullHistory rollouts.
+"""PAG-RL speed: seconds per step (rollouts and update apart) and per generated token of the PAG-RL loop
+against plain TRL GRPO on the same model and prompts, the same loop on the old path (no prefix KV cache in
+rollouts, no shared prefixes in the update), peak RSS of each, and tokens per sample of ProgressAware vs
+FullHistory rollouts.
 
-Each measurement runs in its own process (peak RSS is per process). Writes bench/results/rl.json, and
-``rl_step_ratio`` (PAG-RL s/step, prefix cache on / off) and ``vs_plain_trl`` (PAG-RL / plain TRL GRPO,
-s per generated token) into bench/results/loop.json.
+Each measurement runs in its own process (peak RSS is per process). Writes bench/results/<name>.json, and
+``rl_step_ratio`` (PAG-RL s/step, new path / old) and ``vs_plain_trl`` (PAG-RL / plain TRL GRPO, s per
+generated token) into bench/results/loop.json.
 
-    python bench/rl.py                       # embedded student, the CPU's default dtype
-    python bench/rl.py --model /path/to/hf --steps 3
+    python bench/rl.py                       # embedded student, the CPU's default dtype, py:todo states
+    python bench/rl.py --name rl-bfcl --tasks bfcl:base:1,bfcl:base:3 --program fullhistory --g 4 \
+        --tokens 96 --max-steps-per-turn 2 --micro-batch-size 1 --beta 0.01    # the recipe's RL shape
 """
 
 import argparse
@@ -25,8 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-RESULTS = Path(__file__).parent / "results" / "rl.json"
-LOOP_RESULTS = Path(__file__).parent / "results" / "loop.json"
+RESULTS = Path(__file__).parent / "results"
+LOOP_RESULTS = RESULTS / "loop.json"
 TASKS = "py:todo:0,py:todo:1"  # train-split tasks with short prompts (~600 tokens): a CPU bench in minutes
 
 
@@ -37,10 +39,11 @@ def peak_rss_mb() -> float:
 def pag_config(args, output_dir: str):
     from parlmt.rl.config import PAGRLConfig
 
-    return PAGRLConfig(model=args.model, dtype=args.dtype, tasks=TASKS, start_turns="0", num_generations=args.g,
-                       states_per_step=1, max_completion_tokens=args.tokens, max_steps_per_turn=1,
-                       max_steps=args.steps, save_steps=0, eval_steps=0, beta=0.0, output_dir=output_dir,
-                       mlruns=str(Path(output_dir) / "mlruns"))
+    program = {"program": args.program} if args.program else {}
+    return PAGRLConfig(model=args.model, dtype=args.dtype, tasks=args.tasks, start_turns="0", num_generations=args.g,
+                       states_per_step=1, max_completion_tokens=args.tokens, max_steps_per_turn=args.max_steps_per_turn,
+                       micro_batch_size=args.micro_batch_size, max_steps=args.steps, save_steps=0, eval_steps=0,
+                       beta=args.beta, output_dir=output_dir, mlruns=str(Path(output_dir) / "mlruns"), **program)
 
 
 class StepClock:
@@ -62,19 +65,34 @@ class StepClock:
         self.callback = Callback()
 
 
-def run_pag(args, prefix_cache: bool = True) -> dict:
+def run_pag(args, new_path: bool = True) -> dict:
+    """PAG-RL steps; the old path has no prefix KV cache in rollouts and forwards every row whole in the update."""
+    from dataclasses import replace
+
     from parlmt.rl.grpo import build_trainer
 
     with tempfile.TemporaryDirectory() as folder:
-        trainer = build_trainer(pag_config(args, folder))
-        trainer.policy_lm.prefix_cache = prefix_cache
+        trainer = build_trainer(replace(pag_config(args, folder), share_prefixes=new_path))
+        trainer.policy_lm.prefix_cache = new_path
         clock = StepClock()
         trainer.add_callback(clock.callback)
+        roll_out, rollout_s = trainer._roll_out, []
+
+        def timed_roll_out(*positional, **keywords):
+            started = time.perf_counter()
+            try:
+                return roll_out(*positional, **keywords)
+            finally:
+                rollout_s.append(time.perf_counter() - started)
+
+        trainer._roll_out = timed_roll_out
         trainer.train()
         history = [e for e in trainer.state.log_history if "pag/samples" in e]
         prompts = trainer.pop_table()
     tokens = [e["completions/mean_length"] * e["pag/samples"] for e in history]
-    return {"step_s": clock.seconds, "generated_tokens": tokens, "samples": [e["pag/samples"] for e in history],
+    return {"step_s": clock.seconds, "rollout_s": rollout_s, "generated_tokens": tokens,
+            "samples": [e["pag/samples"] for e in history],
+            "update_tokens_spared": [e.get("pag/update_tokens_spared", 0.0) for e in history],
             "prompt_tokens_mean": mean(r["prompt_tokens"] for r in prompts), "peak_rss_mb": peak_rss_mb()}
 
 
@@ -90,7 +108,7 @@ def run_plain(args) -> dict:
     from parlmt.rl.data import reference_rows
     from parlmt.rl.fused_head import completion_tokens_only
 
-    tasks = [load_task(t) for t in TASKS.split(",")]
+    tasks = [load_task(t) for t in args.tasks.split(",")]
     rows = [r for r in reference_rows(tasks, modules=["plan", "act"]) if r["turn"] == 0 and r["step"] == 0]
     model, tokenizer = load_model(ModelConfig(args.model, args.dtype), trainable=True)
     per_step = args.prompts_per_step
@@ -131,7 +149,7 @@ def run_tokens(args) -> dict:
     figures = {}
     for program in ("progress", "fullhistory"):
         samples = []
-        for task_id in TASKS.split(","):
+        for task_id in args.tasks.split(","):
             samples += play(program, load_task(task_id), 1, lm, max_steps_per_turn=2).samples
         acts = [s for s in samples if s.tags["module"] == ACT]
         figures[program] = {
@@ -144,43 +162,51 @@ def run_tokens(args) -> dict:
     return figures
 
 
-PARTS = {"pag": run_pag, "pag_nocache": lambda args: run_pag(args, prefix_cache=False), "plain": run_plain,
+PARTS = {"pag": run_pag, "pag_old": lambda args: run_pag(args, new_path=False), "plain": run_plain,
          "tokens": run_tokens}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="rl", help="results file: bench/results/<name>.json")
     parser.add_argument("--model", default="embedded:student")
     parser.add_argument("--dtype", default="auto", help="auto: bfloat16 where the CPU computes it natively, else "
                                                         "float32")
+    parser.add_argument("--tasks", default=TASKS, help="train states (turn 0 of each), comma-separated task ids")
+    parser.add_argument("--program", default=None, help="agent program (default: PAGRLConfig's)")
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per trainer (the first is warm-up)")
     parser.add_argument("--g", type=int, default=2, help="rollouts (generations) per state/prompt")
     parser.add_argument("--tokens", type=int, default=16, help="max new tokens per module call / completion")
+    parser.add_argument("--max-steps-per-turn", type=int, default=1, help="Act steps per turn in rollouts")
+    parser.add_argument("--micro-batch-size", type=int, default=2, help="PAGRLConfig.micro_batch_size")
+    parser.add_argument("--beta", type=float, default=0.0, help="KL coefficient (0: no reference forward)")
     parser.add_argument("--prompts-per-step", type=int, default=2,
                         help="plain GRPO prompts per step (PAG: Plan + Act per rollout at turn 0 = 2)")
-    parser.add_argument("--parts", default="pag,pag_nocache,plain,tokens",
-                        help="parts to (re)measure; the others are taken from the existing results file")
+    parser.add_argument("--parts", default="pag,pag_old,plain,tokens", help="parts to measure")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from parlmt.models.loading import resolve_dtype
+    from parlmt.models.loading import default_dtype, resolve_dtype
+    from parlmt.tracking import cpu_model
 
     args.dtype = resolve_dtype(args.dtype)
     if args.part:
         print(json.dumps(PARTS[args.part](args)))
         return 0
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    parts = {name: previous.get(name, {}).get("raw") for name in ("pag", "pag_nocache", "plain")}
-    parts["tokens"] = previous.get("tokens_per_sample")
+    load_at_start = os.getloadavg()[0]
+    parts = {}
     for part in args.parts.split(","):
-        argv = [sys.executable, __file__, "--part", part, "--model", args.model, "--dtype", args.dtype,
-                "--steps", str(args.steps), "--g", str(args.g), "--tokens", str(args.tokens),
-                "--prompts-per-step", str(args.prompts_per_step)]
+        argv = [sys.executable, __file__, "--part", part]
+        for key, value in vars(args).items():
+            if key not in ("part", "parts", "name") and value is not None:
+                argv += [f"--{key.replace('_', '-')}", str(value)]
         started = time.perf_counter()
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         parts[part] = json.loads(out.strip().splitlines()[-1])
         print(f"{part}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     summary = {}
-    for name in ("pag", "pag_nocache", "plain"):
+    for name in ("pag", "pag_old", "plain"):
+        if name not in parts:
+            continue
         measured = parts[name]
         steps = measured["step_s"][1:]  # the first step pays one-off costs
         tokens = measured["generated_tokens"][1:]
@@ -189,19 +215,30 @@ def main() -> int:
         summary[name] = {"s_per_step": mean(steps), "s_per_generated_token": sum(steps) / sum(tokens),
                          "generated_tokens_per_step": mean(tokens), "peak_rss_mb": measured["peak_rss_mb"],
                          "raw": measured}
-    summary["overhead_per_token"] = (summary["pag"]["s_per_generated_token"]
-                                     / summary["plain"]["s_per_generated_token"] - 1)
-    summary["rl_step_ratio"] = summary["pag"]["s_per_step"] / summary["pag_nocache"]["s_per_step"]
-    summary["vs_plain_trl"] = summary["pag"]["s_per_generated_token"] / summary["plain"]["s_per_generated_token"]
-    summary["tokens_per_sample"] = parts["tokens"]
-    summary["setup"] = {"model": args.model, "dtype": args.dtype, "steps": args.steps, "g": args.g,
-                        "max_new_tokens": args.tokens, "tasks": TASKS, "cpu_count": os.cpu_count()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
-    loop = json.loads(LOOP_RESULTS.read_text()) if LOOP_RESULTS.exists() else {}
-    loop.update({key: round(summary[key], 3) for key in ("rl_step_ratio", "vs_plain_trl")},
-                rl_command="python bench/rl.py " + " ".join(sys.argv[1:]), rl_setup=summary["setup"])
-    LOOP_RESULTS.write_text(json.dumps(loop, indent=2) + "\n")
+        if "rollout_s" in measured:
+            rollouts = measured["rollout_s"][1:]
+            summary[name]["rollout_s_per_step"] = mean(rollouts)
+            summary[name]["update_s_per_step"] = mean(s - r for s, r in zip(steps, rollouts, strict=True))
+    if {"pag", "pag_old"} <= summary.keys():
+        summary["rl_step_ratio"] = summary["pag"]["s_per_step"] / summary["pag_old"]["s_per_step"]
+        summary["update_ratio"] = summary["pag"]["update_s_per_step"] / summary["pag_old"]["update_s_per_step"]
+        summary["rollout_ratio"] = summary["pag"]["rollout_s_per_step"] / summary["pag_old"]["rollout_s_per_step"]
+        summary["peak_rss_ratio"] = summary["pag"]["peak_rss_mb"] / summary["pag_old"]["peak_rss_mb"]
+    if {"pag", "plain"} <= summary.keys():
+        summary["vs_plain_trl"] = summary["pag"]["s_per_generated_token"] / summary["plain"]["s_per_generated_token"]
+    if "tokens" in parts:
+        summary["tokens_per_sample"] = parts["tokens"]
+    summary["setup"] = {key: value for key, value in vars(args).items() if key not in ("part", "name")}
+    summary["machine"] = {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
+                          "dtype_reason": default_dtype()[1], "load_avg_at_start": load_at_start,
+                          "load_avg_at_end": os.getloadavg()[0]}
+    summary["command"] = "python bench/rl.py " + " ".join(sys.argv[1:])
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    ratios = {key: round(summary[key], 3) for key in ("rl_step_ratio", "vs_plain_trl") if key in summary}
+    if ratios:
+        loop = json.loads(LOOP_RESULTS.read_text()) if LOOP_RESULTS.exists() else {}
+        loop.update(ratios, rl_command=summary["command"], rl_setup=summary["setup"], rl_machine=summary["machine"])
+        LOOP_RESULTS.write_text(json.dumps(loop, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "tokens_per_sample"}, indent=2, default=str))
     return 0
 

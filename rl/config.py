@@ -184,6 +184,11 @@ class PAGRLConfig(StageConfig, ProgramOptions):
     micro_batch_size: int = option("Samples per forward/backward pass within a slice, each trimmed to its own length "
                                   "(bounds memory: a step's samples vary in number, and BFCL prompts run to 2-3k "
                                   "tokens); 0: a whole slice at once.", 2)
+    share_prefixes: bool = option("Rows of a micro-batch that begin with the same tokens (a state's G rollouts repeat "
+                                 "its prompt) forward them once, their keys and values serving every row: the same "
+                                 "loss and gradients for less compute; micro-batches then group such rows, up to "
+                                 "micro_batch_size rows' worth of compute (under `accelerate launch`, micro_batch_size "
+                                 "rows: the processes gather per-row figures). Off: every row runs whole.", True)
     max_completion_tokens: int = option("Token cap of every module call's completion.", 128)
     batch_rollouts: bool = option("Play a step's rollouts (states_per_step x G) in lockstep threads whose LM calls "
                                  "share batched forward passes; off: one rollout after another.", True)

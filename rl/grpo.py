@@ -41,6 +41,7 @@ from parlmt.rl.fused_head import completion_tokens_only
 from parlmt.rl.policy import load_policy
 from parlmt.rl.rewards import REWARD_TERMS, composite, reward_terms, with_module_terms
 from parlmt.rl.rollout import Rollout, play
+from parlmt.rl.shared_prefix import contiguous, plan_pieces, prefix_log_probs, real_tokens, shared_length
 
 PADDING = "(padding)"
 TABLE_TEXT_CHARS = 2000
@@ -98,8 +99,16 @@ class PAGRLTrainer(GRPOTrainer):
         """TRL's loss over the slice in micro-batches of ``micro_batch_size`` rows: every micro-batch but
         the last is back-propagated here, so one micro-batch's activations are alive at a time (the
         trainer back-propagates the returned loss; the earlier ones join it detached, for the logs)."""
-        chunks = micro_batches(inputs, self.pag.micro_batch_size)
+        chunks = micro_batches(inputs, self.pag.micro_batch_size, self._sharing(),
+                               equal_rows=self.accelerator.num_processes > 1)
         rows = len(inputs["advantages"])
+        if self._sharing():  # the share of the slice's token forwards (every process's) that shared prefixes spared
+            spared = sum(shared_length(sorted(real_tokens(chunk["prompt_ids"], chunk["prompt_mask"])))
+                         * (len(chunk["advantages"]) - 1) for chunk in chunks)
+            tokens = inputs["prompt_mask"].sum() + inputs["completion_mask"].sum()
+            spared, tokens = self.accelerator.gather(torch.stack([torch.as_tensor(spared), tokens.cpu()]).to(
+                self.accelerator.device).view(1, 2)).sum(0).tolist()
+            self._metrics["train"]["pag/update_tokens_spared"].append(spared / tokens)
         earlier = 0.0
         for chunk in chunks:
             # dapo normalises by the step's token count, so the pieces add up; dr_grpo by the rows it sees.
@@ -109,6 +118,43 @@ class PAGRLTrainer(GRPOTrainer):
                 return loss + earlier
             self.accelerator.backward(loss)
             earlier += loss.detach()
+
+    def _sharing(self) -> bool:
+        # Gradient checkpointing drops the prefix's cache in a forward that records gradients.
+        return self.pag.share_prefixes and not (self.args.gradient_checkpointing and torch.is_grad_enabled())
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **multimodal):
+        """TRL's log-probs, with each piece of rows that share a prompt prefix forwarding it once
+        (``shared_prefix``): for the loss and for the KL reference."""
+        if not self._sharing() or compute_aux_loss or any(v is not None for v in multimodal.values()) or not \
+                contiguous(attention_mask):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
+                **multimodal)
+        width = input_ids.size(1)
+        tokens = real_tokens(input_ids, attention_mask)
+        prompts = real_tokens(input_ids[:, :width - logits_to_keep], attention_mask[:, :width - logits_to_keep])
+        pieces_logps, pieces_entropies, order = [], [], []
+        for rows in plan_pieces(tokens, prompts, batch_size or len(tokens), share=True):
+            index = torch.tensor(rows, device=input_ids.device)
+            shared = shared_length(sorted(prompts[i] for i in rows))
+            ids, mask = input_ids[index], attention_mask[index]
+            if shared:
+                with self.accelerator.autocast():
+                    piece = prefix_log_probs(model, self.accelerator.unwrap_model(model), ids, mask, logits_to_keep,
+                                             shared, compute_entropy)
+            else:
+                piece = super()._get_per_token_logps_and_entropies(model, ids, mask, logits_to_keep,
+                                                                   compute_entropy=compute_entropy)[:2]
+            pieces_logps.append(piece[0])
+            pieces_entropies.append(piece[1])
+            order += rows
+        # Back in the rows' order, by a differentiable gather.
+        inverse = torch.argsort(torch.tensor(order, device=input_ids.device))
+        logps = torch.cat(pieces_logps)[inverse]
+        entropies = torch.cat(pieces_entropies)[inverse] if compute_entropy else None
+        return logps, entropies, None
 
     def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
         if not self.model.training:
@@ -307,16 +353,23 @@ class PAGRLTrainer(GRPOTrainer):
         return figures
 
 
-def micro_batches(inputs: dict, size: int) -> list[dict]:
-    """``inputs`` (TRL's padded tensors for one slice) in pieces of ``size`` rows, each trimmed of the
-    prompt's left padding and the completion's right padding that no row of the piece uses."""
+def micro_batches(inputs: dict, size: int, share: bool = False, equal_rows: bool = False) -> list[dict]:
+    """``inputs`` (TRL's padded tensors for one slice) in pieces of at most ``size`` rows' compute, or of
+    ``size`` rows each with ``equal_rows`` (``shared_prefix.plan_pieces``; with ``share``, rows with a
+    common prefix together), each trimmed of the prompt's left padding and the completion's right padding
+    that no row of the piece uses."""
     rows = len(inputs["advantages"])
-    if size <= 0 or rows <= size:
+    if size <= 0 or rows <= size and not share:
         return [inputs]
-    width = inputs["completion_ids"].size(1)
+    prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]
+    tokens = real_tokens(torch.cat([prompt_ids, completion_ids], 1),
+                         torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1))
+    prompts = real_tokens(prompt_ids, inputs["prompt_mask"])
+    width = completion_ids.size(1)
     pieces = []
-    for start in range(0, rows, size):
-        piece = {key: value[start:start + size] if torch.is_tensor(value) and value.dim() > 0 else value
+    for rows_of_piece in plan_pieces(tokens, prompts, size, share, equal_rows):
+        index = torch.tensor(rows_of_piece, device=prompt_ids.device)
+        piece = {key: value[index] if torch.is_tensor(value) and value.dim() > 0 else value
                  for key, value in inputs.items()}
         first = int(piece["prompt_mask"].any(0).nonzero()[0])
         used = piece["completion_mask"].any(0).nonzero()

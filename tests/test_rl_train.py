@@ -188,12 +188,13 @@ class Gradients(TrainerCallback):
                            if p.requires_grad and p.grad is not None})
 
 
-def first_step_gradients(scripted_trainer, config: PAGRLConfig) -> dict[str, torch.Tensor]:
+def first_step_gradients(scripted_trainer, config: PAGRLConfig) -> tuple[dict[str, torch.Tensor], dict]:
+    """The first step's LoRA gradients and its logged metrics."""
     trainer = scripted_trainer(config, SCRIPT)
     gradients = Gradients(trainer.model)
     trainer.add_callback(gradients)
     trainer.train()
-    return gradients.steps[0]
+    return gradients.steps[0], trainer.state.log_history[0]
 
 
 def test_micro_batches_give_the_gradient_of_the_whole_slice(tiny_model_dir, scripted_trainer, tmp_path):
@@ -203,13 +204,76 @@ def test_micro_batches_give_the_gradient_of_the_whole_slice(tiny_model_dir, scri
     (measured: 5.5e-8 relative, float32's rounding unit being 6e-8). A lost or double-counted piece is off by
     O(1); 1e-5 leaves summation order on any CPU a wide margin."""
     settings = dict(dtype="float64", max_steps=1, save_steps=0, eval_steps=0, mlruns=str(tmp_path / "mlruns"))
-    pieces = first_step_gradients(scripted_trainer, rl_config(tiny_model_dir, tmp_path / "a", micro_batch_size=2,
-                                                              **settings))
-    at_once = first_step_gradients(scripted_trainer, rl_config(tiny_model_dir, tmp_path / "b", micro_batch_size=0,
-                                                               **settings))
+    pieces, _ = first_step_gradients(scripted_trainer, rl_config(tiny_model_dir, tmp_path / "a", micro_batch_size=2,
+                                                                 share_prefixes=False, **settings))
+    at_once, _ = first_step_gradients(scripted_trainer, rl_config(tiny_model_dir, tmp_path / "b", micro_batch_size=0,
+                                                                  share_prefixes=False, **settings))
     assert pieces.keys() == at_once.keys() and all(g.dtype == torch.float64 for g in pieces.values())
     difference = torch.cat([(pieces[name] - at_once[name]).flatten() for name in pieces]).norm()
     size = torch.cat([gradient.flatten() for gradient in at_once.values()]).norm()
+    assert size > 0 and difference / size < 1e-5
+
+
+def test_shared_prefixes_give_the_gradient_of_whole_rows(tiny_model_dir, scripted_trainer, tmp_path):
+    """A step's update with each micro-batch's common prefix forwarded once equals the one with every row
+    run whole (float64, as above): the same sums in another order."""
+    settings = dict(dtype="float64", max_steps=1, save_steps=0, eval_steps=0, mlruns=str(tmp_path / "mlruns"))
+    shared, logs = first_step_gradients(scripted_trainer, rl_config(tiny_model_dir, tmp_path / "a",
+                                                                    micro_batch_size=4, **settings))
+    whole, _ = first_step_gradients(scripted_trainer, rl_config(tiny_model_dir, tmp_path / "b", micro_batch_size=0,
+                                                                share_prefixes=False, **settings))
+    assert logs["pag/update_tokens_spared"] > 0.5  # 4 rollouts of one state: most of each prompt is shared
+    assert shared.keys() == whole.keys()
+    difference = torch.cat([(shared[name] - whole[name]).flatten() for name in shared]).norm()
+    size = torch.cat([gradient.flatten() for gradient in whole.values()]).norm()
+    assert size > 0 and difference / size < 1e-5
+
+
+def test_rows_with_a_common_prefix_forward_it_once_for_the_same_log_probs(tiny_model_dir, scripted_trainer,
+                                                                           tmp_path):
+    """TRL's own log-probs and gradients against the shared-prefix ones, on rows laid out as TRL lays them
+    out (prompts left-padded, completions right-padded): three rows share 30 prompt tokens, one shares none."""
+    from parlmt.rl.shared_prefix import plan_pieces, real_tokens
+
+    trainer = scripted_trainer(rl_config(tiny_model_dir, tmp_path, dtype="float64"), SCRIPT)
+    model, pad = trainer.model, trainer.processing_class.pad_token_id
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # LoRA B starts at zero; random B sends gradients through A and the whole prompt
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05, generator=generator)
+
+    def tokens(length: int) -> list[int]:
+        return torch.randint(10, 1000, (length,), generator=generator).tolist()
+
+    common = tokens(30)
+    prompts = [common + tokens(4), tokens(33), common + tokens(7), common + tokens(2)]
+    completions = [tokens(3), tokens(5), tokens(1), tokens(4)]
+    width, keep = max(map(len, prompts)), max(map(len, completions))
+    prompt_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    completion_ids = torch.tensor([c + [pad] * (keep - len(c)) for c in completions])
+    input_ids = torch.cat([prompt_ids, completion_ids], 1)
+    attention_mask = torch.cat([prompt_ids != pad, completion_ids != pad], 1).long()
+    pieces = plan_pieces(real_tokens(input_ids, attention_mask), prompts, 2, share=True)
+    assert sorted(sorted(piece) for piece in pieces) == [[0, 2, 3], [1]]
+
+    def log_probs(share: bool):
+        trainer.pag.share_prefixes = share
+        model.zero_grad()
+        logps, entropy, _ = trainer._get_per_token_logps_and_entropies(model, input_ids, attention_mask, keep,
+                                                                       batch_size=2, compute_entropy=True)
+        weights = torch.linspace(-1, 1, logps.numel()).view_as(logps)
+        (logps * weights * (completion_ids != pad)).sum().backward()
+        return logps.detach(), entropy.detach(), {name: p.grad.clone() for name, p in model.named_parameters()
+                                                  if p.grad is not None}
+
+    shared, whole = log_probs(True), log_probs(False)
+    completion_mask = completion_ids != pad
+    torch.testing.assert_close(shared[0] * completion_mask, whole[0] * completion_mask, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(shared[1] * completion_mask, whole[1] * completion_mask, rtol=1e-6, atol=1e-6)
+    assert shared[2].keys() == whole[2].keys() and any("lora_A" in name for name in shared[2])
+    difference = torch.cat([(shared[2][n] - whole[2][n]).flatten() for n in whole[2]]).norm()
+    size = torch.cat([g.flatten() for g in whole[2].values()]).norm()
     assert size > 0 and difference / size < 1e-5
 
 
