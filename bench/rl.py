@@ -235,9 +235,12 @@ def main() -> int:
     summary["command"] = "python bench/rl.py " + " ".join(sys.argv[1:])
     (RESULTS / f"{args.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     ratios = {key: round(summary[key], 3) for key in ("rl_step_ratio", "vs_plain_trl") if key in summary}
-    if ratios:
+    if ratios:  # each figure with the run that measured it: one run may leave the other figure as it was
         loop = json.loads(LOOP_RESULTS.read_text()) if LOOP_RESULTS.exists() else {}
-        loop.update(ratios, rl_command=summary["command"], rl_setup=summary["setup"], rl_machine=summary["machine"])
+        sources = loop.setdefault("rl_sources", {})
+        for key, value in ratios.items():
+            loop[key] = value
+            sources[key] = {field: summary[field] for field in ("command", "setup", "machine")}
         LOOP_RESULTS.write_text(json.dumps(loop, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "tokens_per_sample"}, indent=2, default=str))
     return 0
