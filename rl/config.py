@@ -145,7 +145,7 @@ class PAGRLConfig(StageConfig, ProgramOptions):
     PRESETS = {
         "cpu-smoke": {"categories": "base", "limit": 8, "num_generations": 2, "states_per_step": 1,
                       "max_completion_tokens": 48, "max_steps_per_turn": 2, "max_steps": 3, "save_steps": 0,
-                      "micro_batch_size": 1, "eval_steps": 0, "learning_rate": 5e-5,
+                      "micro_batch_size": 2, "eval_steps": 0, "learning_rate": 5e-5,
                       "output_dir": "outputs/rl-cpu-smoke"},
         "gpu": {"model": "Qwen/Qwen2.5-7B-Instruct", "device": "cuda", "categories": "base,miss_func,miss_param,"
                 "long_context", "num_generations": 8, "states_per_step": 8, "max_completion_tokens": 512,
