@@ -28,6 +28,25 @@ def test_grpo_trainer_builds_its_tensors_in_generate_and_score_completions():
     assert "self._metrics = {" in inspect.getsource(GRPOTrainer.__init__)  # the RL dev evaluation appends to it
 
 
+def test_grpo_trainer_scores_the_loss_and_the_reference_through_one_log_prob_method():
+    # rl/grpo.py: PAGRLTrainer overrides it to forward each piece's shared prompt prefix once
+    method = GRPOTrainer._get_per_token_logps_and_entropies
+    names = parameters(method)
+    assert names[:8] == ["self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size",
+                         "compute_entropy", "compute_aux_loss"]
+    assert all(inspect.signature(method).parameters[name].default is None for name in names[8:])  # multimodal
+    assert "fused_lm_head=True" in inspect.getsource(method)
+    source = inspect.getsource(GRPOTrainer)
+    assert source.count("self._get_per_token_logps_and_entropies(") >= 2  # the loss's and the KL reference's
+
+
+def test_a_dynamic_cache_repeats_its_rows_for_a_batch():
+    # rl/shared_prefix.py: one prefix's keys and values serve every row of a piece
+    from transformers import DynamicCache
+
+    assert parameters(DynamicCache.batch_repeat_interleave) == ["self", "repeats"]
+
+
 def test_torch_bumps_a_tensor_version_on_every_in_place_change():
     # models/lm.py weights_fingerprint: an optimizer step must invalidate the prefix cache
     weight = torch.zeros(3)
