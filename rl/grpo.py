@@ -74,6 +74,7 @@ class PAGRLTrainer(GRPOTrainer):
                  processing_class, dev_states: list[tuple[str, int]] = (), peft_config=None):
         self.pag, self.tasks, self.dev_states = config, tasks, list(dev_states)
         self._prepared: dict | None = None
+        self._spared = 0  # prompt tokens the current slice's loss forwarded once for several rows
         self._table: list[dict] = []
         super().__init__(model=model, reward_funcs=[RewardColumn(term) for term in REWARD_TERMS], args=args,
                          train_dataset=train_dataset, processing_class=processing_class, peft_config=peft_config,
@@ -102,22 +103,22 @@ class PAGRLTrainer(GRPOTrainer):
         chunks = micro_batches(inputs, self.pag.micro_batch_size, self._sharing(),
                                equal_rows=self.accelerator.num_processes > 1)
         rows = len(inputs["advantages"])
-        if self._sharing():  # the share of the slice's token forwards (every process's) that shared prefixes spared
-            spared = sum(shared_length(sorted(real_tokens(chunk["prompt_ids"], chunk["prompt_mask"])))
-                         * (len(chunk["advantages"]) - 1) for chunk in chunks)
-            tokens = inputs["prompt_mask"].sum() + inputs["completion_mask"].sum()
-            spared, tokens = self.accelerator.gather(torch.stack([torch.as_tensor(spared), tokens.cpu()]).to(
-                self.accelerator.device).view(1, 2)).sum(0).tolist()
-            self._metrics["train"]["pag/update_tokens_spared"].append(spared / tokens)
+        self._spared = 0
         earlier = 0.0
         for chunk in chunks:
             # dapo normalises by the step's token count, so the pieces add up; dr_grpo by the rows it sees.
             weight = len(chunk["advantages"]) / rows if self.loss_type == "dr_grpo" else 1.0
             loss = super().compute_loss(model, chunk, return_outputs, num_items_in_batch) * weight
             if chunk is chunks[-1]:
-                return loss + earlier
+                break
             self.accelerator.backward(loss)
             earlier += loss.detach()
+        if self._sharing():  # the share of the slice's token forwards (every process's) that shared prefixes spared
+            tokens = inputs["prompt_mask"].sum() + inputs["completion_mask"].sum()
+            spared, tokens = self.accelerator.gather(torch.tensor(
+                [[self._spared, int(tokens)]], device=self.accelerator.device)).sum(0).tolist()
+            self._metrics["train"]["pag/update_tokens_spared"].append(spared / tokens)
+        return loss + earlier
 
     def _sharing(self) -> bool:
         # Gradient checkpointing drops the prefix's cache in a forward that records gradients.
@@ -136,10 +137,12 @@ class PAGRLTrainer(GRPOTrainer):
         tokens = real_tokens(input_ids, attention_mask)
         prompts = real_tokens(input_ids[:, :width - logits_to_keep], attention_mask[:, :width - logits_to_keep])
         pieces_logps, pieces_entropies, order = [], [], []
-        for rows in plan_pieces(tokens, prompts, batch_size or len(tokens), share=True):
+        for rows in plan_pieces(tokens, prompts, batch_size or len(tokens), share=True):  # rows in token order
             index = torch.tensor(rows, device=input_ids.device)
-            shared = shared_length(sorted(prompts[i] for i in rows))
+            shared = shared_length([prompts[i] for i in rows])
             ids, mask = input_ids[index], attention_mask[index]
+            if torch.is_grad_enabled():  # the loss's forwards, for pag/update_tokens_spared
+                self._spared += shared * (len(rows) - 1)
             if shared:
                 with self.accelerator.autocast():
                     piece = prefix_log_probs(model, self.accelerator.unwrap_model(model), ids, mask, logits_to_keep,
