@@ -102,8 +102,10 @@ def main() -> None:
         "command": "python bench/loop.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                                                       if k != "out"),
     }
+    # bench/rl.py writes its figures (rl_step_ratio, vs_plain_trl, rl_sources) into the same file: keep them.
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(json.dumps(previous | report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

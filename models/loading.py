@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from parlmt.models.attention import use_packed_attention
 from parlmt.models.embedded import EMBEDDED_MODELS, assemble, cache_dir
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ def load_tokenizer(spec: str = "embedded:student"):
 def load_model(config: ModelConfig | None = None, trainable: bool = False):
     """Load ``(model, tokenizer)`` as ``config`` says, with the PEFT adapter applied if given.
 
-    ``trainable=True`` keeps a given adapter's LoRA weights trainable (for continued training).
+    ``trainable=True`` keeps a given adapter's LoRA weights trainable (for continued training). Attention
+    runs as ``attention.packed_sdpa_attention`` (transformers' SDPA, with a faster decode kernel).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -134,6 +136,7 @@ def load_model(config: ModelConfig | None = None, trainable: bool = False):
     log.info("loading %s (%s, %s)", config.model, dtype, config.device)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    use_packed_attention(model)
     if config.device != "auto":
         model = model.to(config.device)
     if config.adapter:
