@@ -76,21 +76,11 @@ def run_pag(args, new_path: bool = True) -> dict:
         trainer.policy_lm.prefix_cache = new_path
         clock = StepClock()
         trainer.add_callback(clock.callback)
-        roll_out, rollout_s = trainer._roll_out, []
-
-        def timed_roll_out(*positional, **keywords):
-            started = time.perf_counter()
-            try:
-                return roll_out(*positional, **keywords)
-            finally:
-                rollout_s.append(time.perf_counter() - started)
-
-        trainer._roll_out = timed_roll_out
         trainer.train()
         history = [e for e in trainer.state.log_history if "pag/samples" in e]
         prompts = trainer.pop_table()
     tokens = [e["completions/mean_length"] * e["pag/samples"] for e in history]
-    return {"step_s": clock.seconds, "rollout_s": rollout_s, "generated_tokens": tokens,
+    return {"step_s": clock.seconds, "rollout_s": [e["pag/rollout_s"] for e in history], "generated_tokens": tokens,
             "samples": [e["pag/samples"] for e in history],
             "update_tokens_spared": [e.get("pag/update_tokens_spared", 0.0) for e in history],
             "prompt_tokens_mean": mean(r["prompt_tokens"] for r in prompts), "peak_rss_mb": peak_rss_mb()}

@@ -18,6 +18,7 @@ tests run it end to end.
 """
 
 import math
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
@@ -162,7 +163,9 @@ class PAGRLTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
         if not self.model.training:
             raise RuntimeError("PAG-RL evaluates with evaluate_states (dev callback), not the trainer's eval loop")
+        started = time.perf_counter()
         rollouts = self._roll_out(inputs, desc=f"step {self.state.global_step + 1} rollouts")
+        rollout_s = time.perf_counter() - started
         rows, samples = self._sample_rows(rollouts)
         real = len(rows)
         rows, samples = self._pad(rows, samples)
@@ -180,7 +183,7 @@ class PAGRLTrainer(GRPOTrainer):
             self.num_generations, self._prepared = generations, None
         local, spread = self._advantages(rows)
         output["advantages"] = torch.tensor(local, dtype=torch.float32, device=self.accelerator.device)
-        self._log_step(rollouts, rows[:real], local[:real], spread, padding=len(rows) - real)
+        self._log_step(rollouts, rows[:real], local[:real], spread, padding=len(rows) - real, rollout_s=rollout_s)
         return output
 
     def _prepared_samples(self, prompts: list, trainer: GRPOTrainer) -> dict:
@@ -284,9 +287,10 @@ class PAGRLTrainer(GRPOTrainer):
         return advantages[start:start + len(rows)], zero_spread_share(keys, rollouts, rewards)
 
     def _log_step(self, rollouts: list[tuple[int, Rollout]], rows: list[dict], advantages: list[float],
-                  spread: float, padding: int) -> None:
-        """Per-term means over played turns (not samples), sample counts, and the completions table, over
-        every process's rollouts: the trainer logs the main process's metrics alone."""
+                  spread: float, padding: int, rollout_s: float) -> None:
+        """Per-term means over played turns (not samples), sample counts, the rollouts' wall seconds (the
+        slowest process's), and the completions table, over every process's rollouts: the trainer logs the
+        main process's metrics alone."""
         from accelerate.utils import gather_object
 
         metrics = self._metrics["train"]
@@ -311,6 +315,7 @@ class PAGRLTrainer(GRPOTrainer):
         ])
         metrics["pag/samples"].append(len(self._table))
         metrics["pag/padding_rows"].append(sum(gather_object([padding])))
+        metrics["pag/rollout_s"].append(max(gather_object([rollout_s])))
         metrics["pag/advantage_abs"].append(mean(abs(r["advantage"]) for r in self._table) if self._table else 0.0)
         by_module = defaultdict(int)
         for row in self._table:

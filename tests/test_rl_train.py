@@ -135,11 +135,12 @@ def test_rl_changes_the_lora_weights_and_logs_every_metric(rl_run):
     # 1 state x 4 rollouts, 2 Act steps each; a broken step is re-planned
     assert all(e["pag/samples_plan"] == 6 and e["pag/samples_act"] == 8 for e in history)
     assert all(e["pag/turn"] == 0.5 and e["pag/format"] == 0.25 for e in history)  # format: 1/2, 0, 1/2, 0
+    assert all(0 < e["pag/rollout_s"] < result.log_history[-1]["train_runtime"] for e in history)
 
     client = MlflowClient(f"sqlite:///{config.mlruns}/mlflow.db")
     run = client.get_run(result.run_id)
     expected = ["loss", "kl", "entropy", "grad_norm", "reward", "frac_reward_zero_std", "pag/reward",
-                "pag/samples", "dev/accuracy", "dev/accuracy_low", "dev/accuracy_high", "dev/reward"]
+                "pag/samples", "pag/rollout_s", "dev/accuracy", "dev/accuracy_low", "dev/accuracy_high", "dev/reward"]
     expected += [f"pag/{t}" for t in ("format", "calls", "turn", "episode", "efficiency")]
     expected += [f"rewards/{t}/mean" for t in ("format", "calls", "turn", "episode", "efficiency")]
     missing = [name for name in expected if name not in run.data.metrics]
