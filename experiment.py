@@ -403,9 +403,12 @@ def efficacy(config: ExperimentConfig, state: dict) -> dict:
     entries, gain over the base student, per category, wall seconds of the stages that made it) and their
     mean and spread over seeds; per RL stage, its learning curve (dev accuracy against RL step: its start
     adapter's evaluation, RL's own dev evaluations, its final evaluation)."""
-    from parlmt.programs.metrics import paired_gain
+    from parlmt.programs.metrics import paired_gain, pooled_paired_gain
     from parlmt.programs.trajectory import read_jsonl
     from parlmt.tracking import cpu_model
+
+    def played(stage_name: str) -> list:
+        return read_jsonl(state["stages"][stage_name]["trajectories"])
 
     stages = {stage.name: stage for stage in plan(config) if stage.name in state["stages"]}
     results = {}
@@ -421,7 +424,9 @@ def efficacy(config: ExperimentConfig, state: dict) -> dict:
                                          "episodes", "entry_accuracy", "entry_accuracy_low", "entry_accuracy_high")
                if key in row},
             "categories": row["categories"], "wall_s": sum(state["stages"][name]["wall_s"]
-                                                           for name in _chain(stage.name, stages))})
+                                                           for name in _chain(stage.name, stages)),
+            # every state's outcome, so that runs made apart (--first-seed) can be pooled later
+            "passed": {t.task_id: int(bool(t.passed)) for t in played(stage.name)}})
     for entry in results.values():
         accuracy = [seed["accuracy"] for seed in entry["seeds"]]
         entry.update(accuracy_mean=statistics.mean(accuracy),
@@ -440,12 +445,16 @@ def efficacy(config: ExperimentConfig, state: dict) -> dict:
             curves[stage.name] = [(0, state["stages"][start.name]["accuracy"]), *state["stages"][stage.name]["curve"],
                                   (config.rl_steps, state["stages"][final.name]["accuracy"])]
             # what RL itself added: paired over the same states against the adapter it started from
-            before, after = (read_jsonl(state["stages"][s.name]["trajectories"]) for s in (start, final))
-            seeds[final.name].update(zip(("rl_gain", "rl_gain_low", "rl_gain_high"), paired_gain(before, after),
-                                         strict=True), rl_start=start.name)
+            seeds[final.name].update(zip(("rl_gain", "rl_gain_low", "rl_gain_high"),
+                                         paired_gain(played(start.name), played(final.name)), strict=True),
+                                     rl_start=start.name)
     for entry in results.values():
         if "rl_gain" in entry["seeds"][0]:
             entry["rl_gain_mean"] = statistics.mean(seed["rl_gain"] for seed in entry["seeds"])
+            pairs = [(played(seed["rl_start"]), played(seed["stage"])) for seed in entry["seeds"] if "rl_start" in seed]
+            if len(pairs) > 1:  # every seed's states in one interval, each entry drawn with all of them
+                pooled = pooled_paired_gain(pairs)
+                entry.update(zip(("rl_gain_pooled", "rl_gain_pooled_low", "rl_gain_pooled_high"), pooled, strict=True))
     return {"what": "replayed-turn accuracy: each dev (entry, turn) state played alone, earlier turns replayed from "
                     "the ground truth, scored by the official BFCL checker; 95% interval by bootstrap over entries",
             "settings": {**config.settings(), **{key: getattr(config, key) for key in GROWABLE}}, "commit": _commit(),

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 # Uncached prompt tokens above which a row of a batch is prefilled on its own (``_prefill_alone``): a padded
 # pass makes every row as wide as the widest, so a long uncached part is cheaper computed once, alone.
 PREFILL_ALONE = 256
+# What one lane keeps alive at once: a prompt per module of a program (Summarize, Plan, Act) and the user's,
+# of about 2k tokens each. With less room, lanes evict each other's prefixes before they are reused.
+PROMPTS_PER_LANE, TOKENS_PER_LANE = 4, 8192
 
 
 @dataclass
@@ -302,6 +305,7 @@ class TransformersLM(dspy.BaseLM):
         rollouts do, evaluations don't: a long evaluation would keep every generation). A lane's thread must call
         ``lane.batcher.leave()`` when it stops generating, so the others do not wait for it."""
         batcher = GenerationBatcher(self, count)
+        self.prefixes.hold(count)
         lanes = [TransformersLM(model=self.hf_model, tokenizer=self.tokenizer, name=self.model,
                                 temperature=self.kwargs.get("temperature", 0.0),
                                 max_tokens=self.kwargs.get("max_tokens", 512), record_samples=self.record_samples,
@@ -381,8 +385,9 @@ class PrefixCache:
     them all when it changed; callers hold the LM's lock and call it once per ``generate_ids`` before
     any lookup, and ``store`` compares again (the weights may change while generating). At most
     ``max_entries`` prompts and ``max_tokens`` tokens are kept (the least recently used go first; the
-    student's states take 12 KB a token in bfloat16, 24 KB in float32). Only models whose ``generate``
-    returns a plain ``DynamicCache`` of full-attention layers are cached; others take the plain path.
+    student's states take 12 KB a token in bfloat16, 24 KB in float32); ``hold`` makes room for lanes.
+    Only models whose ``generate`` returns a plain ``DynamicCache`` of full-attention layers are cached;
+    others take the plain path.
     """
 
     def __init__(self, max_entries: int = 8, max_tokens: int = 16384):
@@ -395,6 +400,11 @@ class PrefixCache:
     def clear(self) -> None:
         self.entries.clear()
         self.fingerprint = None
+
+    def hold(self, lanes: int) -> None:
+        """Grow the bounds (never shrink them) to what ``lanes`` concurrent callers keep alive."""
+        self.max_entries = max(self.max_entries, PROMPTS_PER_LANE * lanes)
+        self.max_tokens = max(self.max_tokens, TOKENS_PER_LANE * lanes)
 
     def cached_length(self, prompt: list[int]) -> int:
         """How many leading tokens of ``prompt`` have cached states."""

@@ -126,16 +126,24 @@ def paired_gain(base: list[Trajectory], trained: list[Trajectory],
     """Accuracy of ``trained`` minus that of ``base`` on the same episodes (task ids), and a
     ``confidence`` interval of it by bootstrap over entries, each entry's episodes compared pairwise:
     much narrower than two separate intervals, as the hard states are hard for both."""
-    before = {t.task_id: bool(t.passed) for t in base}
-    after = {t.task_id: bool(t.passed) for t in trained}
-    if set(before) != set(after) or not before:
-        raise ValueError(f"a paired gain needs the same episodes on both sides: {len(set(before) ^ set(after))} "
-                         f"of {len(set(before) | set(after))} are on one side only")
+    return pooled_paired_gain([(base, trained)], confidence)
+
+
+def pooled_paired_gain(pairs: list[tuple[list[Trajectory], list[Trajectory]]],
+                       confidence: float = 0.95) -> tuple[float, float, float]:
+    """``paired_gain`` over several runs (seeds) on the same entries: the mean gain of every run's
+    episodes, and its interval by bootstrap over entries, each entry drawn with its episodes of every run."""
     groups = defaultdict(list)
-    for trajectory in trained:
-        groups[entry_of(trajectory)].append(after[trajectory.task_id] - before[trajectory.task_id])
+    for base, trained in pairs:
+        before = {t.task_id: bool(t.passed) for t in base}
+        after = {t.task_id: bool(t.passed) for t in trained}
+        if set(before) != set(after) or not before:
+            raise ValueError(f"a paired gain needs the same episodes on both sides: {len(set(before) ^ set(after))} "
+                             f"of {len(set(before) | set(after))} are on one side only")
+        for trajectory in trained:
+            groups[entry_of(trajectory)].append(after[trajectory.task_id] - before[trajectory.task_id])
     low, high = _bootstrap([(sum(gains), len(gains)) for gains in groups.values()], confidence)
-    return mean(after.values()) - mean(before.values()), low, high
+    return float(mean(gain for gains in groups.values() for gain in gains)), low, high
 
 
 def _bootstrap(entries: list[tuple[int, int]], confidence: float) -> tuple[float, float]:

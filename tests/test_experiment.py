@@ -149,8 +149,13 @@ def test_two_seeds_of_rl_with_and_without_sft(tiny_model_dir, tmp_path):
                 assert seed["rl_start"] == "eval-base"
                 assert seed["rl_gain"] == pytest.approx(after - runs["eval-base"].data.metrics["accuracy"])
                 assert seed["rl_gain_low"] <= seed["rl_gain"] <= seed["rl_gain_high"]
+            # both seeds' states in one interval; as many states each, so the gain is the seeds' mean
+            assert entry["rl_gain_pooled"] == pytest.approx(entry["rl_gain_mean"])
+            assert entry["rl_gain_pooled_low"] <= entry["rl_gain_pooled"] <= entry["rl_gain_pooled_high"]
         else:  # no `sft` variant, so no evaluation of the SFT adapter to pair with
             assert "rl_gain" not in entry["seeds"][0]
+        passed = [seed["passed"] for seed in entry["seeds"]]  # every state's outcome
+        assert [sum(p.values()) / len(p) for p in passed] == pytest.approx(accuracy)
         entry_accuracy = [runs[f"{seed['stage']}-entries"].data.metrics["accuracy"] for seed in entry["seeds"]]
         assert entry["entry_accuracy_mean"] == pytest.approx(sum(entry_accuracy) / 2)
     # each RL curve: the start (base student), RL's own dev evaluation after step 1, the final evaluation

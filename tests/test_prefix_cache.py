@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from parlmt.models import ModelConfig, TransformersLM, load_model
-from parlmt.models.lm import PrefixCache
+from parlmt.models.lm import PROMPTS_PER_LANE, TOKENS_PER_LANE, PrefixCache
 
 # Logprobs come back in float32 (the RL loss's dtype) whatever the model's dtype: equal up to the rounding of
 # that cast, two float32 ulps (1 ulp of a logprob near -12 is 9.5e-7: a fixed atol of 1e-6 failed on AMD EPYC).
@@ -219,6 +219,10 @@ def test_the_cache_is_bounded_and_can_be_turned_off(lms):
     assert list(cached.prefixes.entries) == [tuple(c), (4,) * 400]
     run(cached, [[5] * 801], max_tokens=1)  # longer than the whole budget: not kept
     assert len(cached.prefixes.entries) == 2
+    cached.lanes(3)  # three callers at once keep three times what one does alive
+    assert (cached.prefixes.max_entries, cached.prefixes.max_tokens) == (3 * PROMPTS_PER_LANE, 3 * TOKENS_PER_LANE)
+    cached.lanes(1)
+    assert cached.prefixes.max_entries == 3 * PROMPTS_PER_LANE
     cached.prefix_cache = False
     assert not cached.prefixes.entries
     assert reused_by(cached, [c], max_tokens=1)[0] == 0 and not cached.prefixes.entries

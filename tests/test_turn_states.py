@@ -10,7 +10,7 @@ from parlmt.envs import CATEGORIES, Task, load_task, load_tasks, make_env
 from parlmt.envs.base import EMPTY_TURN, STATE_MISMATCH
 from parlmt.programs import FullHistoryAgent
 from parlmt.programs.evaluate import bfcl_results, run_episodes
-from parlmt.programs.metrics import accuracy_interval, aggregate, paired_gain, turn_states
+from parlmt.programs.metrics import accuracy_interval, aggregate, paired_gain, pooled_paired_gain, turn_states
 from parlmt.programs.oracle import oracle_program
 from parlmt.programs.trajectory import ModuleCall, Trajectory
 from parlmt.rl.rollout import tag_samples
@@ -160,3 +160,15 @@ def test_the_paired_gain_compares_the_same_states_and_its_interval_holds_it():
     assert paired_gain(trained, trained) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same episodes"):
         paired_gain(base, trained[:-1])
+
+
+def test_a_pooled_paired_gain_draws_each_entry_with_its_states_of_every_seed():
+    base = outcomes({"a@0": False, "a@1": True, "b@0": False, "c@0": False, "d@0": False})
+    seeds = [outcomes({"a@0": True, "a@1": True, "b@0": True, "c@0": False, "d@0": True}),
+             outcomes({"a@0": False, "a@1": True, "b@0": True, "c@0": True, "d@0": False})]
+    gain, low, high = pooled_paired_gain([(base, trained) for trained in seeds])
+    assert gain == pytest.approx((3 / 5 + 2 / 5) / 2)  # equal state counts: the mean of the seeds' gains
+    assert 0 < low <= gain <= high <= 1
+    assert pooled_paired_gain([(base, seeds[0])]) == paired_gain(base, seeds[0])
+    with pytest.raises(ValueError, match="same episodes"):
+        pooled_paired_gain([(base, seeds[0]), (base, seeds[1][:-1])])
