@@ -17,6 +17,7 @@ unfinished MLflow run is deleted so the UI shows one run per stage.
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -407,7 +408,9 @@ def efficacy(config: ExperimentConfig, state: dict) -> dict:
     from parlmt.programs.trajectory import read_jsonl
     from parlmt.tracking import cpu_model
 
+    @functools.cache
     def played(stage_name: str) -> list:
+        """An evaluation stage's trajectories, read once."""
         return read_jsonl(state["stages"][stage_name]["trajectories"])
 
     stages = {stage.name: stage for stage in plan(config) if stage.name in state["stages"]}
