@@ -39,6 +39,5 @@ AttentionMaskInterface.register(NAME, sdpa_mask)
 def use_packed_attention(model) -> None:
     """Switch ``model`` (and its sub-models) from transformers' SDPA to ``packed_sdpa_attention``; models
     on another attention implementation (eager, flash) keep it."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    if config._attn_implementation == "sdpa":
+    if model.config.get_text_config()._attn_implementation == "sdpa":
         model.set_attn_implementation(NAME)
