@@ -72,7 +72,7 @@ def run_pag(args, new_path: bool = True) -> dict:
     from parlmt.rl.grpo import build_trainer
 
     with tempfile.TemporaryDirectory() as folder:
-        trainer = build_trainer(replace(pag_config(args, folder), share_prefixes=new_path))
+        trainer = build_trainer(replace(pag_config(args, folder), share_prefixes=new_path, merge_adapter=new_path))
         trainer.policy_lm.prefix_cache = new_path
         clock = StepClock()
         trainer.add_callback(clock.callback)

@@ -13,6 +13,8 @@ A model spec is one of:
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +150,30 @@ def load_model(config: ModelConfig | None = None, trainable: bool = False):
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return model, tokenizer
+
+
+@contextmanager
+def merged_lora(model) -> Iterator:
+    """``model`` with its active LoRA adapters merged into the base weights while the block runs: each
+    layer then makes one matmul instead of PEFT's three (base, A, B) and a cast, about a fifth of a
+    bf16 decode step. On exit every base weight is restored bit for bit from a copy taken before the
+    merge (PEFT's unmerge subtracts in the weights' dtype, which rounds in bf16, so a merge-unmerge
+    cycle per RL step would drift the base model). A model without active, unmerged LoRA layers runs
+    as it is. The merged weights are rounded once to the model's dtype: generations are those of the
+    same adapter up to that rounding."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and m.active_adapters and not m.merged
+              and not m.disable_adapters]
+    base = [layer.get_base_layer().weight for layer in layers]
+    saved = [weight.detach().clone() for weight in base]
+    with torch.no_grad():
+        for layer in layers:
+            layer.merge()
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for layer, weight, original in zip(layers, base, saved, strict=True):
+                layer.unmerge()
+                weight.copy_(original)

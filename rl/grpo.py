@@ -33,6 +33,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from parlmt.envs import Task, select_tasks
 from parlmt.models import TransformersLM
+from parlmt.models.loading import merged_lora
 from parlmt.programs.metrics import aggregate, state_turns
 from parlmt.programs.user import require_simulated_user
 from parlmt.rl.advantages import group_advantages, zero_spread_share
@@ -210,8 +211,9 @@ class PAGRLTrainer(GRPOTrainer):
         # Sampling in eval mode: the KV cache works (gradient checkpointing is off) and LoRA dropout is off.
         model.eval()
         try:
-            with tqdm(total=len(inputs), desc=desc, leave=False,
-                      disable=not self.accelerator.is_local_main_process) as bar:
+            with (merged_lora(model) if config.merge_adapter else nullcontext(),
+                  tqdm(total=len(inputs), desc=desc, leave=False,
+                       disable=not self.accelerator.is_local_main_process) as bar):
                 if config.batch_rollouts and len(inputs) > 1:
                     with ThreadPoolExecutor(max_workers=len(inputs)) as pool:
                         futures = [pool.submit(on_lane, row, lane)

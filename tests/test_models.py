@@ -12,7 +12,7 @@ from dspy.lm15 import FunctionTool, Message, Request
 from parlmt.cli import main
 from parlmt.models import EMBEDDED_MODELS, ModelConfig, ModelPartsError, TransformersLM, assemble, load_model
 from parlmt.models.embedded import verify_file
-from parlmt.models.loading import resolve
+from parlmt.models.loading import merged_lora, resolve
 from parlmt.models.serve import LlamaServer, ServerError
 
 WEATHER_TOOL = {
@@ -194,6 +194,34 @@ def test_peft_adapter_is_applied_from_config(tiny_model_dir, tmp_path):
     with torch.no_grad():
         assert not torch.allclose(adapted(ids).logits, plain(ids).logits)
         assert torch.allclose(adapted(ids).logits, lora(ids).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_merged_lora_computes_the_adapter_and_restores_the_base_weights_bit_for_bit(tiny_model_dir, dtype):
+    from peft import LoraConfig, get_peft_model
+
+    base, _ = load_model(ModelConfig(model=str(tiny_model_dir), dtype=dtype))
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"],
+                                            init_lora_weights=False))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        unmerged = model(ids).logits
+        with merged_lora(model):
+            layers = [m for m in model.modules() if hasattr(m, "merged_adapters")]
+            assert len(layers) == 6 and all(layer.merged for layer in layers)
+            merged = model(ids).logits
+        if dtype == "float64":  # the same function, one matmul per layer instead of three
+            assert torch.allclose(merged, unmerged, rtol=0, atol=1e-10)
+        assert not any(layer.merged for layer in layers)
+        for name, p in model.named_parameters():  # PEFT's unmerge alone leaves bf16 weights rounded
+            assert torch.equal(p, before[name]), name
+        assert torch.equal(model(ids).logits, unmerged)
+        with pytest.raises(KeyboardInterrupt), merged_lora(model):
+            raise KeyboardInterrupt
+        assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+        with model.disable_adapter(), merged_lora(model):  # nothing active to merge: runs as it is
+            assert not any(layer.merged for layer in layers)
 
 
 # --- the real embedded student ----------------------------------------------------------

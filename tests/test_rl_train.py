@@ -162,6 +162,27 @@ def test_rl_changes_the_lora_weights_and_logs_every_metric(rl_run):
     assert lm.generate([{"role": "user", "content": "hi"}], max_tokens=4).completion_ids
 
 
+def test_rollouts_sample_with_the_adapter_merged_and_the_base_weights_stay_bit_for_bit(tiny_model_dir,
+                                                                                        scripted_trainer, tmp_path):
+    from parlmt.rl.grpo import train_rl
+
+    config = rl_config(tiny_model_dir, tmp_path, max_steps=1, eval_steps=0, save_steps=0)
+    trainer = scripted_trainer(config, SCRIPT)
+    base = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if "lora_" not in name}
+    lora = [m for m in trainer.model.modules() if hasattr(m, "merged_adapters")]
+    merged, generate = [], trainer.policy_lm.generate
+
+    def watched(messages, **options):
+        merged.append(all(layer.merged for layer in lora))
+        return generate(messages, **options)
+
+    trainer.policy_lm.generate = watched
+    train_rl(config, trainer)
+    assert lora and merged and all(merged)
+    assert not any(layer.merged for layer in lora)
+    assert all(torch.equal(p, base[name]) for name, p in trainer.model.named_parameters() if "lora_" not in name)
+
+
 def test_resume_from_a_checkpoint_matches_the_uninterrupted_run(rl_run, scripted_trainer, tmp_path):
     config, result = rl_run
     resumed_dir = tmp_path / "resumed"
