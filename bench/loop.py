@@ -1,5 +1,7 @@
 """Eval loop speed: greedy episodes on fixed dev entries, the old path (no prefix cache, one episode at a
 time) against the new one (prefix cache, ``--batch`` episodes in lockstep lanes), for each program.
+Whole entries (the official metric's episodes), or with ``--states`` every (entry, turn) state of them,
+the earlier turns replayed from the ground truth: the evaluation of ``parlmt experiment`` and the demo.
 
 One student (``ModelConfig()``: the embedded 0.5B in this CPU's default dtype) serves both paths through
 ``programs.evaluate.run_episodes``, exactly as ``parlmt eval`` plays them. Per program it reports dev
@@ -9,6 +11,7 @@ Entries are the first dev-split BFCL base entries, in index order.
 
     python bench/loop.py                                    # 2 entries, both programs: ~20-30 min, 2 quiet cores
     python bench/loop.py --entries 5 --programs progress    # the issue's figure
+    python bench/loop.py --entries 5 --states --batch 8      # the same entries' 18 states, replayed
 """
 
 import argparse
@@ -32,6 +35,7 @@ from parlmt.models import ModelConfig, TransformersLM, load_model  # noqa: E402
 from parlmt.models.loading import default_dtype  # noqa: E402
 from parlmt.programs import build_program  # noqa: E402
 from parlmt.programs.evaluate import run_episodes  # noqa: E402
+from parlmt.programs.metrics import turn_states  # noqa: E402
 
 BFCL_BASE_ENTRIES = 200
 
@@ -43,7 +47,7 @@ def timed(program: str, tasks: list, lm: TransformersLM, batch: int, max_steps_p
         trajectories = run_episodes(build_program(program, max_steps_per_turn=max_steps_per_turn), tasks, lm,
                                     Path(folder) / "episodes.jsonl", threads=batch)
         wall = time.perf_counter() - started
-    turns = sum(len(t.turns) for t in trajectories)
+    turns = sum(not record.replayed for t in trajectories for record in t.turns)
     texts = [[call.completion for call in t.module_calls] for t in trajectories]
     figures = {"wall_s": round(wall, 1), "turns": turns, "module_calls": sum(map(len, texts)),
                "turns_per_min": round(60 * turns / wall, 3)}
@@ -55,6 +59,8 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=2, help="first dev-split BFCL base entries to play")
     parser.add_argument("--programs", default="progress,fullhistory")
     parser.add_argument("--batch", type=int, default=4, help="episodes the new path plays at once")
+    parser.add_argument("--states", action="store_true", help="play every (entry, turn) state, earlier turns "
+                        "replayed (the recipe's evaluation), instead of whole entries")
     parser.add_argument("--max-steps-per-turn", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=64, help="completion cap per module call")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "loop.json")
@@ -68,6 +74,9 @@ def main() -> None:
         lm.generate([{"role": "user", "content": "Hi."}], max_tokens=2)
     prefixes = lms["new"].prefixes
     tasks = [load_task(f"bfcl:base:{index}") for index in split_indices(BFCL_BASE_ENTRIES)["dev"][: args.entries]]
+    entries = [task.id for task in tasks]
+    if args.states:
+        tasks = turn_states(tasks)
     programs = {}
     for number, program in enumerate(args.programs.split(",")):
         served, prompted = prefixes.reused_tokens, prefixes.prompt_tokens
@@ -89,8 +98,9 @@ def main() -> None:
     report = {
         "benchmark": "loop", "model": "embedded:student (Qwen2.5-Coder-0.5B-Instruct)", "dtype": str(model.dtype),
         "old_path": "no prefix cache, one episode at a time",
-        "new_path": f"prefix cache, --batch {args.batch} (parlmt eval's default)",
-        "tasks": [task.id for task in tasks], "max_steps_per_turn": args.max_steps_per_turn,
+        "new_path": f"prefix cache, --batch {args.batch}",
+        "tasks": entries, "episodes": "every (entry, turn) state, earlier turns replayed" if args.states
+        else "whole entries", "max_steps_per_turn": args.max_steps_per_turn,
         "max_tokens": args.max_tokens,
         "eval_speedup": first["eval_speedup"], "outputs_identical": all(p["outputs_identical"]
                                                                         for p in programs.values()),
@@ -100,10 +110,14 @@ def main() -> None:
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "default_dtype_reason": default_dtype()[1],
         "load_avg_at_start": load_at_start, "load_avg_at_end": round(os.getloadavg()[0], 2),
         "command": "python bench/loop.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                      if k != "out"),
+                                                      if k not in ("out", "states")) + " --states" * args.states,
     }
     # bench/rl.py writes its figures (rl_step_ratio, vs_plain_trl, rl_sources) into the same file: keep them.
+    # Replayed states go beside the whole entries' figures, under their own keys.
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.states:
+        report = {"replayed_states": report, "eval_speedup_replayed_states": report["eval_speedup"],
+                  "outputs_identical_replayed_states": report["outputs_identical"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(previous | report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
