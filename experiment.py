@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 VARIANTS = ("sft", "sft+rl", "rl")
 COLUMNS = [("episodes", "n", "{:.0f}"), ("accuracy", "accuracy", "{:.3f}"), ("accuracy_low", "95% low", "{:.3f}"),
-           ("accuracy_high", "95% high", "{:.3f}"), ("gain", "gain", "{:+.3f}"), ("gain_low", "gain low", "{:+.3f}"),
+           ("accuracy_high", "95% high", "{:.3f}"), ("accuracy_ended", "ended acc", "{:.3f}"),
+           ("gain", "gain", "{:+.3f}"), ("gain_low", "gain low", "{:+.3f}"),
            ("gain_high", "gain high", "{:+.3f}"), ("entry_accuracy", "entry acc", "{:.3f}"),
            ("format_validity", "format ok", "{:.3f}"),
            ("act_prompt_tokens", "act prompt tok", "{:.0f}"), ("steps_per_turn", "steps/turn", "{:.2f}"),

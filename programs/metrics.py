@@ -162,10 +162,12 @@ def _bootstrap(entries: list[tuple[int, int]], confidence: float) -> tuple[float
 
 
 def aggregate(trajectories: list[Trajectory]) -> dict[str, float]:
-    """Episodes, entries, accuracy with its 95% interval (bootstrap over entries), turn accuracy,
-    format validity, mean Act steps per turn, mean prompt and completion tokens per Act call, LM
-    seconds per episode, and pass^k over trials (``pass_hat``). On ``turn_states`` episodes accuracy is
-    the replayed-turn accuracy; on tau2 it is the mean reward (tau2's checks each give 0 or 1)."""
+    """Episodes, entries, accuracy with its 95% interval (bootstrap over entries), turn accuracy, the
+    share of played turns cut at the step cap, the accuracy of episodes whose every played turn ended
+    before it (``accuracy_ended``), format validity, mean Act steps per turn, mean prompt and completion
+    tokens per Act call, LM seconds per episode, and pass^k over trials (``pass_hat``). On ``turn_states``
+    episodes accuracy is the replayed-turn accuracy; on tau2 it is the mean reward (tau2's checks each
+    give 0 or 1)."""
     acts = [call for t in trajectories for call in t.calls_of(ACT)]
     turns = [turn for t in trajectories for turn in t.turns if not turn.replayed]
     low, high = accuracy_interval(trajectories)
@@ -176,6 +178,11 @@ def aggregate(trajectories: list[Trajectory]) -> dict[str, float]:
         "accuracy_low": low,
         "accuracy_high": high,
         "turn_accuracy": mean(t.turn_accuracy for t in trajectories) if trajectories else 0.0,
+        # A turn cut at the step cap is scored on its state; an official run then force-quits the entry
+        # unless it was the entry's last turn, so a replayed state's pass does not say the turn ended.
+        "turns_capped": mean(bool(turn.capped) for turn in turns) if turns else 0.0,
+        "accuracy_ended": mean(bool(t.passed) and not any(r.capped for r in t.turns if not r.replayed)
+                               for t in trajectories) if trajectories else 0.0,
         "format_validity": mean(t.format_validity for t in trajectories) if trajectories else 0.0,
         "steps_per_turn": mean(turn.steps for turn in turns) if turns else 0.0,
         "act_prompt_tokens": mean(call.prompt_tokens for call in acts) if acts else 0.0,

@@ -23,6 +23,10 @@ own. Ranges are fixed so weights mean the same thing for every task:
   nothing readable), else 0. Without it a group whose calls all go wrong ranks the rollout that gives
   up first: it keeps ``format`` and pays no ``efficiency``, and GRPO taught the student to reply at
   once (bench/README.md, Efficacy). [-1, 0]
+- ``capped``: -1 when the turn reached the step cap without ending it with a reply, else 0. Its state may
+  still pass the turn check, but an official BFCL run force-quits the entry there (unless it is the
+  entry's last turn) and the entry fails; without this term PAG-RL taught the student never to end a
+  turn (README, The demo: every turn the RL adapter passed was capped). [-1, 0]
 - ``plan`` (Plan samples only): share of the functions the turn's ground truth calls that the plan
   names. [0, 1]; weight 0 by default.
 
@@ -59,6 +63,7 @@ class TurnOutcome:
     passed: bool
     episode_passed: bool
     meta: dict = field(default_factory=dict, compare=False)
+    capped: bool = False  # the turn reached the step cap without ending (no reply)
 
     @property
     def calls(self) -> list[str]:
@@ -132,6 +137,11 @@ def quit_early(outcome: TurnOutcome) -> float:
     return -1.0 if outcome.truth and not outcome.calls else 0.0
 
 
+def capped_turn(outcome: TurnOutcome) -> float:
+    """-1 when the turn reached the step cap without ending, else 0."""
+    return -1.0 if outcome.capped else 0.0
+
+
 def plan_coverage(outcome: TurnOutcome, plan: str) -> float:
     """Share of the distinct functions of the turn's ground truth that ``plan`` names (1 when there are none)."""
     names = {call.name for call in map(_parse, outcome.truth) if call is not None}
@@ -157,6 +167,7 @@ REWARD_TERMS: dict[str, RewardTerm] = {
     "episode": RewardTerm(episode_success, 0.5),
     "efficiency": RewardTerm(efficiency, 0.2),
     "quit": RewardTerm(quit_early, 0.2),
+    "capped": RewardTerm(capped_turn, 1.0),
     "plan": RewardTerm(plan_coverage, 0.0, module="plan"),
 }
 

@@ -91,7 +91,8 @@ def turn_outcomes(trajectory: Trajectory, env: ToolEnv) -> dict[int, TurnOutcome
         )
         truth = tuple(call.canonical() for call in env.ground_truth(record.turn))
         outcomes[record.turn] = TurnOutcome(steps, truth, bool(record.passed), bool(trajectory.passed),
-                                            meta={"task_id": trajectory.task_id, "turn": record.turn})
+                                            meta={"task_id": trajectory.task_id, "turn": record.turn},
+                                            capped=bool(record.capped))
     return outcomes
 
 

@@ -23,8 +23,9 @@ def test_preset_then_explicit_options():
     config = rl_cli.config_from_args(PAGRLConfig, args)
     assert config.program == "fullhistory" and config.max_steps == 7
     assert config.weights() == {"format": 0.2, "calls": 0.5, "turn": 2.5, "episode": 0.5, "efficiency": 0.2,
-                                "quit": 0.2, "plan": 0.3}
-    assert config.reward_weights == "format=0.2,calls=0.5,turn=2.5,episode=0.5,efficiency=0.2,quit=0.2,plan=0.3"
+                                "quit": 0.2, "capped": 1.0, "plan": 0.3}
+    assert config.reward_weights == ("format=0.2,calls=0.5,turn=2.5,episode=0.5,efficiency=0.2,quit=0.2,capped=1,"
+                                     "plan=0.3")
     for bad, message in (("turns=1", "unknown reward term 'turns'; the terms are format, calls"),
                          ("turn=high", "'turn=high' is not name=number")):
         with pytest.raises(ValueError, match=message):

@@ -43,7 +43,7 @@ def played(task_id: str, *outputs: str) -> TurnOutcome:
 def test_right_call_scores_full_marks():
     terms = reward_terms(played("py:todo:0", RIGHT))
     assert terms == {"format": 1.0, "calls": 1.0, "turn": 1.0, "episode": 0.0, "efficiency": 0.0, "quit": 0.0,
-                     "plan": None}
+                     "capped": 0.0, "plan": None}
     # the episode check covers every turn: turn 1 was not played, so only a cut episode passes
     assert episode_success(TurnOutcome((), (), True, True)) == 1.0
 
@@ -77,7 +77,7 @@ def test_unparseable_output():
     outcome = played("py:todo:0", "[add_item(title='buy milk'")
     assert outcome.steps[0].format_error
     assert reward_terms(outcome) == {"format": 0.0, "calls": 0.0, "turn": 0.0, "episode": 0.0, "efficiency": 0.0,
-                                     "quit": -1.0, "plan": None}
+                                     "quit": -1.0, "capped": 0.0, "plan": None}
 
 
 def test_no_calls_when_none_are_expected():

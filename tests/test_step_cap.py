@@ -57,3 +57,32 @@ def test_an_env_with_a_higher_cap_leaves_the_cap_to_the_program():
         trajectory = FullHistoryAgent(max_steps_per_turn=1)(task=env).trajectory
     assert len(trajectory.steps) == 2 and trajectory.turns[0].capped
     assert trajectory.error_type == "multi_turn:force_terminated"
+
+
+def test_a_replayed_state_cut_at_the_cap_passes_on_its_state_but_not_as_an_ended_turn():
+    from parlmt.envs import load_task
+    from parlmt.programs.metrics import aggregate, turn_states
+
+    state = turn_states([load_task("bfcl:base:3")])[0]  # turn 0 of 2, played alone
+    ended = play([BASE3[0]], max_steps_per_turn=2, task=state)
+    capped = play([BASE3[0] * 3], max_steps_per_turn=2, task=state)  # never replies: an official run quits here
+    assert ended.passed and capped.passed and capped.turns[0].capped and not ended.turns[0].capped
+    assert aggregate([ended])["accuracy_ended"] == 1.0 and aggregate([capped])["accuracy_ended"] == 0.0
+    figures = aggregate([ended, capped])
+    assert figures["accuracy"] == 1.0 and figures["accuracy_ended"] == 0.5 and figures["turns_capped"] == 0.5
+
+
+def test_the_capped_reward_term_charges_a_turn_cut_at_the_cap_and_spares_one_that_ended():
+    from parlmt.envs import load_task
+    from parlmt.programs.metrics import turn_states
+    from parlmt.rl.rewards import reward_terms
+    from parlmt.rl.rollout import turn_outcomes
+
+    state = turn_states([load_task("bfcl:base:3")])[0]
+    terms = {}
+    for name, steps in (("ended", [BASE3[0]]), ("capped", [BASE3[0] * 3])):
+        env = make_env(state, max_steps_per_turn=2)
+        (outcome,) = turn_outcomes(play(steps, max_steps_per_turn=2, task=env), env).values()
+        terms[name] = reward_terms(outcome)
+    assert terms["ended"]["capped"] == 0.0 and terms["capped"]["capped"] == -1.0
+    assert terms["ended"]["turn"] == terms["capped"]["turn"] == 1.0  # the state passes either way
