@@ -88,14 +88,19 @@ def main() -> None:
                                            "key/value heads)",
         "dtype": str(model.dtype), "context_tokens": CONTEXT, "steps": args.steps, "repeats": args.repeats,
         "layouts": layouts,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}",
-        "torch": torch.__version__, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "default_dtype_reason": default_dtype()[1],
-        "load_avg_at_start": load_at_start, "load_avg_at_end": round(os.getloadavg()[0], 2),
         "command": f"python bench/attention.py --dtype {args.dtype} --steps {args.steps} --repeats {args.repeats}",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out, load_at_start)
+
+
+def write_report(report: dict, out: Path, load_at_start: float) -> None:
+    """Write ``report`` to ``out`` (and print it) with the machine, torch, dtype choice and load it ran under."""
+    report |= {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}", "torch": torch.__version__,
+               "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+               "default_dtype_reason": default_dtype()[1],
+               "load_avg_at_start": load_at_start, "load_avg_at_end": round(os.getloadavg()[0], 2)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

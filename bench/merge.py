@@ -13,7 +13,6 @@ adapter's B is random here, far larger than a trained one's).
 import argparse
 import json
 import os
-import platform
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,13 +21,12 @@ from statistics import median
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from attention import CONTEXT, decode, prefill  # noqa: E402
+from attention import CONTEXT, decode, prefill, write_report  # noqa: E402
 
 from parlmt.models import ModelConfig, load_model  # noqa: E402
 from parlmt.models.attention import NAME  # noqa: E402
-from parlmt.models.loading import default_dtype, merged_lora  # noqa: E402
+from parlmt.models.loading import merged_lora  # noqa: E402
 from parlmt.rl.config import PAGRLConfig  # noqa: E402
-from parlmt.tracking import cpu_model  # noqa: E402
 
 ROWS = (1, 8)
 
@@ -81,15 +79,9 @@ def main() -> None:
         "lora": {"r": recipe.lora_r, "alpha": recipe.lora_alpha, "targets": recipe.lora_target_modules},
         "dtype": str(model.dtype), "context_tokens": CONTEXT, "steps": args.steps, "repeats": args.repeats,
         "results": results, "merge_s": round(median(merges[1::2]), 2),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}",
-        "torch": torch.__version__, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "default_dtype_reason": default_dtype()[1],
-        "load_avg_at_start": load_at_start, "load_avg_at_end": round(os.getloadavg()[0], 2),
         "command": f"python bench/merge.py --dtype {args.dtype} --steps {args.steps} --repeats {args.repeats}",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    write_report(report, args.out, load_at_start)
 
 
 if __name__ == "__main__":
